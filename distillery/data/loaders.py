@@ -1,0 +1,196 @@
+"""Loaders for the ESCI subset TSV, the full ESCI parquet release and generic JSONL/CSV/Parquet.
+
+Each loader validates as it reads and raises :class:`DataError` naming the file, the line (1-based, the
+header being line 1 for delimited files) and the field.  No row is dropped silently: a loader either
+fails or returns every row, and the only rule-based skips (the ESCI locale filter) are counted in the
+returned :class:`LoadReport`.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from distillery.data.schema import ITEM_FIELDS, LABEL_SOURCES, DataError, Pair
+
+REQUIRED = ("query_id", "query", "item_id")
+CANONICAL = (*REQUIRED, *ITEM_FIELDS, "label", "label_source")
+
+# The ESCI subset shipped in shared/data: one header line, tab-separated.
+ESCI_TSV_COLUMNS = {
+    "query_id": "query_id", "query": "query", "item_id": "product_id", "label": "esci_label",
+    "title": "title", "brand": "brand", "color": "color", "bullet_points": "bullet_points",
+    "description": "description",
+}
+# The full ESCI release (shopping_queries_dataset_{examples,products} merged) in parquet.
+ESCI_PARQUET_COLUMNS = {
+    "query_id": "query_id", "query": "query", "item_id": "product_id", "label": "esci_label",
+    "title": "product_title", "brand": "product_brand", "color": "product_color",
+    "bullet_points": "product_bullet_point", "description": "product_description",
+}
+
+
+@dataclass
+class LoadReport:
+    """What a loader read and what it skipped by rule (never silently)."""
+
+    source: str
+    rows_read: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    raw = gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
+    # strict decoding: a wrong encoding is an error naming the file, not mojibake downstream
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")  # type: ignore[arg-type]
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value != value:  # NaN from pandas/parquet
+        return ""
+    return str(value)
+
+
+def _row_to_pair(row: dict[str, Any], mapping: dict[str, str], where: str) -> Pair:
+    values: dict[str, Any] = {}
+    for canon, col in mapping.items():
+        if col not in row:
+            continue
+        values[canon] = _text(row[col])
+    for req in REQUIRED:
+        if not values.get(req, "").strip():
+            raise DataError(f"{where}: field {mapping.get(req, req)!r} ({req}) is missing or empty")
+    label = values.pop("label", "").strip() or None
+    source = values.pop("label_source", "").strip() or ("human" if label else None)
+    if source is not None and source not in LABEL_SOURCES:
+        raise DataError(f"{where}: field 'label_source': {source!r} must be one of {LABEL_SOURCES}")
+    return Pair(label=label, label_source=source, **values)
+
+
+def _check_columns(columns: list[str], mapping: dict[str, str], where: str) -> None:
+    missing = [mapping[c] for c in REQUIRED if mapping.get(c) not in columns]
+    if missing:
+        raise DataError(f"{where}: missing column(s) {missing}; found {columns}")
+
+
+def _iter_delimited(path: Path, delimiter: str) -> Iterator[tuple[int, list[str], dict[str, str]]]:
+    try:
+        with _open_text(path) as fh:
+            reader = csv.reader(fh, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else 0)
+            header = next(reader, None)
+            if header is None:
+                raise DataError(f"{path}: empty file (no header line)")
+            for lineno, cells in enumerate(reader, start=2):
+                if not cells:
+                    continue
+                if len(cells) != len(header):
+                    raise DataError(
+                        f"{path}:{lineno}: malformed row: {len(cells)} fields, the header has {len(header)}"
+                    )
+                yield lineno, header, dict(zip(header, cells, strict=True))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed delimited file: {exc}") from None
+
+
+def load_delimited(path: str | Path, mapping: dict[str, str], delimiter: str) -> tuple[list[Pair], LoadReport]:
+    path = Path(path)
+    report = LoadReport(str(path))
+    pairs: list[Pair] = []
+    checked = False
+    for lineno, header, row in _iter_delimited(path, delimiter):
+        if not checked:
+            _check_columns(header, mapping, str(path))
+            checked = True
+        pairs.append(_row_to_pair(row, mapping, f"{path}:{lineno}"))
+    if not pairs:
+        raise DataError(f"{path}: no data rows")
+    report.rows_read = len(pairs)
+    return pairs, report
+
+
+def load_jsonl(path: str | Path, mapping: dict[str, str]) -> tuple[list[Pair], LoadReport]:
+    path = Path(path)
+    pairs: list[Pair] = []
+    try:
+        with _open_text(path) as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}:{lineno}: malformed JSON: {exc.msg}") from None
+                if not isinstance(obj, dict):
+                    raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+                pairs.append(_row_to_pair(obj, mapping, f"{path}:{lineno}"))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    if not pairs:
+        raise DataError(f"{path}: empty file (no records)")
+    return pairs, LoadReport(str(path), rows_read=len(pairs))
+
+
+def load_parquet(
+    path: str | Path, mapping: dict[str, str], filters: dict[str, str] | None = None
+) -> tuple[list[Pair], LoadReport]:
+    """Parquet rows; ``filters`` keeps rows whose column equals a value, and counts the rest as skipped."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for a non-parquet file
+        raise DataError(f"{path}: not a readable parquet file: {exc}") from None
+    columns = table.column_names
+    _check_columns(columns, mapping, str(path))
+    report = LoadReport(str(path))
+    pairs = []
+    for i, row in enumerate(table.to_pylist()):
+        skip = next((k for k, v in (filters or {}).items() if _text(row.get(k)) != v), None)
+        if skip is not None:
+            key = f"{skip}!={filters[skip]}"  # type: ignore[index]
+            report.skipped[key] = report.skipped.get(key, 0) + 1
+            continue
+        pairs.append(_row_to_pair(row, mapping, f"{path}: row {i}"))
+    if not pairs:
+        raise DataError(f"{path}: no data rows (after filters {filters or {}}: skipped {report.skipped})")
+    report.rows_read = len(pairs)
+    return pairs, report
+
+
+def load_esci(path: str | Path, locale: str | None = "us") -> tuple[list[Pair], LoadReport]:
+    """The ESCI subset TSV (``.tsv``/``.tsv.gz``) or the full release's parquet layout."""
+    p = Path(path)
+    if p.suffix == ".parquet":
+        filters = {"product_locale": locale} if locale else None
+        if filters and p.exists():
+            import pyarrow.parquet as pq
+
+            if "product_locale" not in pq.read_schema(p).names:
+                filters = None
+        return load_parquet(p, ESCI_PARQUET_COLUMNS, filters)
+    return load_delimited(p, ESCI_TSV_COLUMNS, "\t")
+
+
+def canonical_mapping(overrides: dict[str, str]) -> dict[str, str]:
+    """Canonical field → source column, with the user's renames applied."""
+    unknown = sorted(set(overrides) - set(CANONICAL))
+    if unknown:
+        raise DataError(f"unknown field(s) in the column mapping: {unknown} (fields: {list(CANONICAL)})")
+    mapping = {c: c for c in CANONICAL}
+    mapping.update(overrides)
+    return mapping

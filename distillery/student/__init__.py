@@ -1,0 +1,1 @@
+"""The BERT student: model, shared training loop, plain fine-tuning, the lexical floor, loading."""
