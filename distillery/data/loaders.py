@@ -48,9 +48,9 @@ class LoadReport:
 def _open_text(path: Path) -> io.TextIOBase:
     if not path.exists():
         raise DataError(f"{path}: no such file")
-    raw = gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
+    raw = gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")  # noqa: SIM115 (closed by the wrapper)
     # strict decoding: a wrong encoding is an error naming the file, not mojibake downstream
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")  # type: ignore[arg-type]
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
 
 
 def _text(value: Any) -> str:

@@ -53,7 +53,7 @@ def build_student(cfg: StudentConfig, label_set: LabelSet, seed: int = 0
     if cfg.model == "tiny":
         # The tiny model borrows MiniLM's WordPiece vocabulary so that its inputs are real tokens.
         tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-        config = BertConfig(
+        config = BertConfig(  # type: ignore[call-arg]
             vocab_size=tokenizer.vocab_size, hidden_size=cfg.tiny_hidden, num_hidden_layers=cfg.tiny_layers,
             num_attention_heads=max(1, cfg.tiny_hidden // 16), intermediate_size=cfg.tiny_hidden * 4,
             max_position_embeddings=512, num_labels=label_set.num_classes, id2label=id2label,
@@ -117,7 +117,7 @@ def predict_logits(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, p
     items = item_texts(pairs, item_fields)
     lengths = [len(q) + len(t) for q, t in zip(queries, items, strict=True)]
     order = np.argsort(lengths, kind="stable")
-    out = np.zeros((len(pairs), model.config.num_labels), dtype=np.float32)
+    out = np.zeros((len(pairs), len(model.config.id2label or {})), dtype=np.float32)
     starts = range(0, len(order), batch_size)
     for start in tqdm(starts, desc="predict", disable=not progress, leave=False):
         idx = order[start:start + batch_size]

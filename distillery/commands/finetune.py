@@ -1,0 +1,65 @@
+"""``distillery finetune`` and ``distillery evaluate``: the baseline student and its evaluation."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from distillery.commands._common import add_common, config_from_args
+
+
+def run_finetune_cmd(args: argparse.Namespace) -> int:
+    from distillery.data.spec import load
+    from distillery.evaluate import metrics_table
+    from distillery.student.finetune import run_finetune
+
+    cfg = config_from_args(args, {"train": {"seed": args.seed}})
+    pairs, report = load(args.data, synthetic_noise=cfg.data.synthetic_noise)
+    print(f"loaded {report.rows_read} pairs from {report.source}"
+          + (f" (skipped by rule: {report.skipped})" if report.skipped else ""))
+    summary = run_finetune(pairs, cfg, args.out, method=args.method, seed_only=args.seed_only,
+                           data_name=args.data)
+    print(metrics_table(summary["test"], f"{args.method}: held-out test queries"))
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
+def run_evaluate_cmd(args: argparse.Namespace) -> int:
+    from distillery.data.schema import get_label_set, label_indices
+    from distillery.data.spec import load
+    from distillery.evaluate import compute_metrics, metrics_table, save_confusion_png, write_json
+    from distillery.student.predictor import Classifier
+
+    cfg = config_from_args(args)
+    clf = Classifier(args.model, batch_size=cfg.train.eval_batch_size)
+    label_set = get_label_set(clf.meta.label_set)
+    pairs, _ = load(args.data, synthetic_noise=cfg.data.synthetic_noise)
+    y = label_indices(pairs, label_set, args.data)
+    probs = clf.predict_proba(pairs, progress=True)
+    metrics = compute_metrics(y, probs.argmax(axis=1), label_set.classes, probs)
+    metrics.update(model=str(args.model), data=args.data)
+    write_json(metrics, args.out)
+    png = Path(args.out).with_suffix(".png")
+    save_confusion_png(metrics, png, f"{Path(args.model).name} on {args.data}")
+    print(metrics_table(metrics, f"{args.model} on {args.data}"))
+    print(f"wrote {args.out} and {png}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("finetune", help="fine-tune the student (or fit the lexical floor) on human labels")
+    add_common(p)
+    p.add_argument("--data", required=True, help="data spec, e.g. esci:PATH or synthetic:3000")
+    p.add_argument("--out", required=True, help="output directory (model/, metrics.json, report.md)")
+    p.add_argument("--seed", type=int, help="training seed (train.seed)")
+    p.add_argument("--seed-only", action="store_true",
+                   help="train on the human-labelled seed share alone (the distillation baseline)")
+    p.add_argument("--method", choices=("bert", "lexical"), default="bert")
+    p.set_defaults(handler=run_finetune_cmd)
+
+    p = sub.add_parser("evaluate", help="evaluate a saved model on every row of a data spec")
+    add_common(p)
+    p.add_argument("--model", required=True, help="a model directory written by finetune or distill")
+    p.add_argument("--data", required=True, help="data spec of labelled pairs")
+    p.add_argument("--out", required=True, help="metrics JSON path (a PNG confusion matrix is written beside)")
+    p.set_defaults(handler=run_evaluate_cmd)
