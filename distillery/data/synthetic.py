@@ -16,6 +16,7 @@ the same pairs, byte for byte.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 
@@ -214,9 +215,8 @@ def generate(n: int, seed: int = 0, noise: float = 0.05, pairs_per_query: int = 
                 label = rng.choice([x for x in LABELS if x != truth])
             pairs.append(Pair(
                 query_id=qid, query=text, item_id=svc.id, label=label, label_source="human",
-                meta={"true_label": truth, "intent": {
-                    "category": intent.category, "type": intent.type, "attr": intent.attr,
-                    "district": intent.district, "price_level": intent.price_level}},
+                meta={"true_label": truth, "intent": dataclasses.asdict(intent),
+                      "service": dataclasses.asdict(svc)},
                 **_service_fields(svc),
             ))
             if len(pairs) == n:

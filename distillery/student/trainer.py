@@ -161,7 +161,7 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, examples: li
             torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.max_grad_norm)
             opt.step()
             sched.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             seen += len(batch)
             step += 1
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")

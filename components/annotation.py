@@ -1,0 +1,33 @@
+"""Annotation: the shard plan, one teacher-annotated shard (a ParallelFor body), the merge of the shards."""
+
+from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
+
+from components._base import component
+
+
+@component
+def plan_shards(shards: int) -> list:
+    """The shard indices the annotation fan-out iterates over."""
+    from distillery.pipeline.distill_steps import shard_indices
+
+    return shard_indices(shards)
+
+
+@component
+def annotate_shard(dataset: Input[Dataset], config_json: str, shard: int, num_shards: int,
+                   annotations: Output[Dataset], teacher: Input[Model] = None) -> None:
+    """Annotate shard ``shard`` of ``num_shards`` with the teacher (crash-safe: a restart resumes)."""
+    from distillery.pipeline.distill_steps import annotate_shard as run
+
+    run(dataset.path, config_json, shard, num_shards, annotations.path, teacher.path if teacher else None)
+
+
+@component
+def merge_annotations(shards: Input[list[Dataset]], annotations: Output[Dataset], metrics: Output[Metrics],
+                      report: Output[Markdown]) -> None:
+    """Merge the shards: every pair exactly once, label distribution, parse failures, throughput."""
+    from distillery.pipeline import artifacts
+    from distillery.pipeline.distill_steps import merge_annotations as merge
+
+    m = merge([s.path for s in shards], annotations.path)
+    artifacts.finish(annotations.path, m, metrics, report, keys=("records", "parse_failures", "pairs_per_second"))

@@ -1,0 +1,112 @@
+"""``distillery abtest``: champion vs challenger through Triton, the splitter, simulated users and the gate.
+
+    distillery abtest --champion runs/ft/model --challenger runs/crsd/model --data synthetic:3000 \
+        --users 4000 --weights 50,50 --out runs/ab --profile tiny
+    distillery abtest --in-process --champion random --challenger oracle --data synthetic:3000 \
+        --users 4000 --out /tmp/ab
+
+``--in-process`` scores with the students in this process (no Triton, no HTTP) and also accepts the
+reference rankers ``oracle``, ``random`` and ``worst`` as arms. Writes ``decision.json``, ``report.md``,
+``lift.png``, ``arms.png``; through Triton also ``exposures.jsonl``, ``events.jsonl``, ``splitter_metrics.prom``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from distillery.commands._common import add_common, config_from_args
+from distillery.config import Config
+
+if TYPE_CHECKING:
+    from distillery.abtest.experiment import ExperimentResult
+    from distillery.abtest.rankers import Ranker
+    from distillery.abtest.simulator import QueryGroup
+
+REFERENCE_RANKERS = ("oracle", "random", "worst")
+
+
+def _weights(text: str) -> tuple[float, float]:
+    try:
+        a, b = (float(x) for x in text.split(","))
+    except ValueError:
+        raise ValueError(f"--weights {text!r}: expected CHAMPION,CHALLENGER percentages, e.g. 50,50") from None
+    return a, b
+
+
+def _ranker(spec: str, queries: list[QueryGroup], batch_size: int) -> Ranker:
+    from distillery.abtest import rankers
+
+    named: dict[str, Ranker] = {"oracle": rankers.OracleRanker(), "random": rankers.RandomRanker(),
+                                "worst": rankers.WorstRanker()}
+    if spec in named:
+        return named[spec]
+    return rankers.model_ranker(spec, queries, batch_size)
+
+
+def _in_process(args: argparse.Namespace, cfg: Config, queries: list[QueryGroup],
+                weights: tuple[float, float]) -> tuple[ExperimentResult, Path]:
+    from distillery.abtest.arms import Router
+    from distillery.abtest.experiment import InProcessArm, in_process_server, run_experiment
+    from distillery.abtest.gate import Gate
+    from distillery.abtest.local import two_arm_split
+    from distillery.abtest.report import write_report
+    from distillery.abtest.simulator import SimConfig
+
+    ab = cfg.abtest
+    split = two_arm_split(weights, ab.request_timeout_s)
+    arms = {"champion": InProcessArm(_ranker(args.champion, queries, cfg.train.eval_batch_size)),
+            "challenger": InProcessArm(_ranker(args.challenger, queries, cfg.train.eval_batch_size),
+                                       added_delay_ms=args.added_delay_ms)}
+    sim = SimConfig(users_per_batch=ab.users_per_batch, sessions_per_user=ab.sessions_per_user, shown=ab.shown,
+                    seed=ab.seed)
+    result = run_experiment(queries, in_process_server(queries, Router(split), arms),
+                            Gate(ab, split.champion, split.weights), sim, args.users, progress=True)
+    ctx = {"champion": args.champion, "challenger": args.challenger, "data": args.data,
+           "users simulated": result.users, "looks (gate checks)": result.looks, "served": "in process (no Triton)"}
+    return result, write_report(args.out, result.decision, result.history, ab.primary_metric, "A/B experiment", ctx)
+
+
+def run_abtest_cmd(args: argparse.Namespace) -> int:
+    from distillery.abtest.simulator import build_queries
+    from distillery.data.spec import load
+
+    cfg = config_from_args(args, {"abtest": {"seed": args.seed}})
+    weights = _weights(args.weights)
+    pairs, report = load(args.data, synthetic_noise=cfg.data.synthetic_noise)
+    queries = build_queries(pairs, args.data)
+    print(f"loaded {report.rows_read} pairs from {report.source}: {len(queries)} queries to search")
+    if args.in_process:
+        result, md = _in_process(args, cfg, queries, weights)
+    else:
+        from distillery.abtest.local import run_local
+
+        if {args.champion, args.challenger} & set(REFERENCE_RANKERS):
+            raise ValueError("oracle/random/worst exist only with --in-process; give model directories for Triton")
+        run = run_local(args.champion, args.challenger, queries, args.users, weights, args.out, cfg.abtest,
+                        context={"data": args.data})
+        result, md = run.result, run.report
+    d = result.decision
+    print(json.dumps({"decision": d.decision, "challenger": d.challenger, "users": d.users,
+                      "srm_p": round(d.srm_p, 6), "reasons": d.reasons}, indent=2))
+    print(f"report: {md}  decision: {Path(args.out) / 'decision.json'}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("abtest", help="online A/B test of two students with simulated users and a promotion gate")
+    add_common(p)
+    p.add_argument("--champion", required=True,
+                   help="model directory serving today (or oracle|random|worst with --in-process)")
+    p.add_argument("--challenger", required=True, help="model directory to evaluate (or oracle|random|worst)")
+    p.add_argument("--data", required=True, help="data spec with true grades, e.g. synthetic:3000 or esci:PATH")
+    p.add_argument("--users", type=int, default=4000, help="simulated users at most (the gate may stop sooner)")
+    p.add_argument("--weights", default="50,50", help="champion,challenger traffic percentages (sum 100)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--seed", type=int, help="seed of the simulated users (abtest.seed)")
+    p.add_argument("--in-process", action="store_true", help="score in this process instead of Triton + splitter")
+    p.add_argument("--added-delay-ms", type=float, default=0.0,
+                   help="(--in-process) latency added to the challenger, to exercise the latency guardrail")
+    p.set_defaults(handler=run_abtest_cmd)

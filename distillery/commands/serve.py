@@ -1,0 +1,58 @@
+"""``distillery serve``: a real Triton server on a model repository, until Ctrl-C.
+
+    distillery serve --setup-env                     # once: the python-backend stub's environment
+    distillery serve --repo /tmp/repo --http-port 8000 --grpc-port 8001
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run_serve_cmd(args: argparse.Namespace) -> int:
+    from distillery.serving.server import ServerError, TritonServer
+    from distillery.serving.stubenv import StubEnvError, create_env
+
+    if args.setup_env:
+        print(f"python-backend environment ready: {create_env(quiet=False)}")
+        if not args.repo:
+            return 0
+    if not args.repo:
+        print("distillery serve: error: --repo is required", file=sys.stderr)
+        return 2
+    # Ctrl-C and SIGTERM (a pod stopping) both stop Triton in order.  Installed explicitly because a
+    # process started in the background inherits SIGINT as ignored, and Python then never raises.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
+    server = TritonServer(args.repo, args.http_port, args.grpc_port, args.metrics_port,
+                          startup_timeout_s=args.startup_timeout)
+    try:
+        server.start()
+    except (ServerError, StubEnvError) as exc:
+        print(f"distillery serve: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # stopped while models were loading; start() already stopped Triton
+        return 130
+    print(f"Triton ready — HTTP {server.http_url}  gRPC {server.grpc_url}  metrics {server.metrics_url}"
+          "  (Ctrl-C stops)", flush=True)
+    code = server.wait()
+    server.stop()
+    return code
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve a model repository with Triton (the binary from nvidia-pytriton)")
+    p.add_argument("--repo", help="model repository directory (written by distillery export)")
+    p.add_argument("--http-port", type=int, default=8000, help="0: a free port")
+    p.add_argument("--grpc-port", type=int, default=8001, help="0: a free port")
+    p.add_argument("--metrics-port", type=int, default=8002, help="0: a free port")
+    p.add_argument("--startup-timeout", type=float, default=180.0, help="seconds to wait for readiness")
+    p.add_argument("--setup-env", action="store_true",
+                   help="create the python-backend stub's environment (numpy<2; needs PyPI) and exit unless --repo")
+    p.set_defaults(handler=run_serve_cmd)

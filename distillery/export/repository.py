@@ -1,0 +1,214 @@
+"""Triton model-repository generator: tokenizer, student variants and the ``relevance`` ensembles.
+
+    from distillery.export.repository import build_repository
+    build_repository("runs/ft/model", "/tmp/repo", version=1)                  # champion
+    build_repository("runs/ft2/model", "/tmp/repo", version=2, promote=False)   # challenger beside it
+
+Layout (templates in ``serving/``)::
+
+    tokenizer/{config.pbtxt, N/model.py, N/student/{tokenizer.json, tokenizer_config.json, distillery.json}}
+    student/{config.pbtxt, N/model.py, N/model.onnx}          python backend + onnxruntime (CPU, here)
+    student_onnx/{config.pbtxt, N/model.onnx}                 onnxruntime_onnx platform (variant "onnxruntime")
+    student_trt/{config.pbtxt, N/model.onnx}                  tensorrt_plan; model.plan built on the GPU node
+    relevance/{config.pbtxt, 1/}                              ensemble pinned to the champion's version
+    relevance_vN/{config.pbtxt, 1/}                           ensemble pinned to version N
+    distillery-repository.json                                versions, champion, parity figures
+
+Every version of ``tokenizer`` and the students is loaded side by side (``version_policy: all``).  A
+Triton ensemble pins each step to one version for all its own versions, so version N is reached
+through its own ensemble ``relevance_vN``; ``relevance`` is the champion.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from distillery.export.report import write_export_report
+from distillery.export.tensorrt import TrtProfile
+
+MANIFEST = "distillery-repository.json"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "distillery.json")
+VARIANT_MODELS = {"python": "student", "onnxruntime": "student_onnx", "tensorrt": "student_trt"}
+VARIANT_TEMPLATES = {"python": "student_python", "onnxruntime": "student_onnxruntime", "tensorrt": "student_tensorrt"}
+
+
+def templates_dir() -> Path:
+    """``serving/`` at the project root (beside the ``distillery`` package)."""
+    d = Path(__file__).resolve().parents[2] / "serving"
+    if not (d / "relevance" / "config.pbtxt").exists():
+        raise FileNotFoundError(f"{d}: Triton templates not found (run from a checkout of the project)")
+    return d
+
+
+@dataclass
+class RepositoryOptions:
+    """How the repository serves the student."""
+
+    variants: tuple[str, ...] = ("python",)
+    """Student variants written: ``python`` (onnxruntime in the python backend), ``onnxruntime``, ``tensorrt``."""
+    serve_with: str = "python"
+    """Which variant the ensembles call."""
+    max_batch: int = 64
+    """``max_batch_size`` of every model (the dynamic batcher's ceiling)."""
+    queue_delay_us: int = 500
+    """How long the dynamic batcher waits to fill a batch."""
+    cpu_instances: int = 1
+    """Instances of each CPU model (python backend: one stub process each)."""
+    gpu_instances: int = 1
+    """Instances of the TensorRT model per GPU."""
+    threads: int = 1
+    """onnxruntime intra-op threads per student instance (0: one per core)."""
+    pad_to: int = 0
+    """0: the tokenizer pads each request to its longest pair; N: every pair to N tokens."""
+    trt_profile: TrtProfile = field(default_factory=TrtProfile)
+
+    def __post_init__(self) -> None:
+        for v in self.variants:
+            if v not in VARIANT_MODELS:
+                raise ValueError(f"variants: {v!r} is not one of {sorted(VARIANT_MODELS)}")
+        if self.serve_with not in self.variants:
+            raise ValueError(f"serve_with={self.serve_with!r} must be one of the written variants {self.variants}")
+        if not 1 <= self.max_batch <= 4096:
+            raise ValueError(f"max_batch={self.max_batch}: expected 1..4096")
+        if self.queue_delay_us < 0 or self.cpu_instances < 1 or self.gpu_instances < 1 or self.threads < 0:
+            raise ValueError("queue_delay_us ≥ 0, cpu_instances ≥ 1, gpu_instances ≥ 1, threads ≥ 0")
+        if "tensorrt" in self.variants and self.trt_profile.max_batch < self.max_batch:
+            raise ValueError(f"trt_profile.max_batch={self.trt_profile.max_batch} < max_batch={self.max_batch}")
+
+
+def render(template: Path, **values: Any) -> str:
+    """Fill ``${...}`` fields; a field left unfilled is an error naming the template."""
+    try:
+        return Template(template.read_text(encoding="utf-8")).substitute({k: str(v) for k, v in values.items()})
+    except KeyError as exc:
+        raise ValueError(f"{template}: no value for ${{{exc.args[0]}}}") from None
+
+
+def _values(opts: RepositoryOptions, num_labels: int) -> dict[str, Any]:
+    p = opts.trt_profile
+    return dict(max_batch=opts.max_batch, queue_delay_us=opts.queue_delay_us, cpu_instances=opts.cpu_instances,
+                gpu_instances=opts.gpu_instances, threads=opts.threads, num_labels=num_labels, pad_to=opts.pad_to,
+                trt_max_batch=min(opts.max_batch, p.max_batch), trt_opt_batch=p.opt_batch,
+                trt_batch=f"{p.min_batch}/{p.opt_batch}/{p.max_batch}", trt_seq=f"{p.min_seq}/{p.opt_seq}/{p.max_seq}")
+
+
+def _write_ensemble(repo: Path, name: str, version: int, opts: RepositoryOptions, num_labels: int) -> None:
+    d = repo / name
+    (d / "1").mkdir(parents=True, exist_ok=True)
+    text = render(templates_dir() / "relevance" / "config.pbtxt", name=name, version=version,
+                  student=VARIANT_MODELS[opts.serve_with], **_values(opts, num_labels))
+    (d / "config.pbtxt").write_text(text, encoding="utf-8")
+
+
+def _write_version(repo: Path, student_dir: Path, onnx: Path, version: int, opts: RepositoryOptions,
+                   num_labels: int) -> None:
+    tpl = templates_dir()
+    vals = _values(opts, num_labels)
+    tok = repo / "tokenizer"
+    (tok / str(version) / "student").mkdir(parents=True, exist_ok=True)
+    (tok / "config.pbtxt").write_text(render(tpl / "tokenizer" / "config.pbtxt", **vals), encoding="utf-8")
+    shutil.copy2(tpl / "tokenizer" / "model.py", tok / str(version) / "model.py")
+    for f in TOKENIZER_FILES:
+        if (student_dir / f).exists():
+            shutil.copy2(student_dir / f, tok / str(version) / "student" / f)
+    for variant in opts.variants:
+        d = repo / VARIANT_MODELS[variant]
+        (d / str(version)).mkdir(parents=True, exist_ok=True)
+        (d / "config.pbtxt").write_text(render(tpl / VARIANT_TEMPLATES[variant] / "config.pbtxt", **vals),
+                                        encoding="utf-8")
+        shutil.copy2(onnx, d / str(version) / "model.onnx")
+        if variant == "python":
+            shutil.copy2(tpl / "student_python" / "model.py", d / str(version) / "model.py")
+
+
+def read_manifest(repo: Path) -> dict[str, Any]:
+    path = repo / MANIFEST
+    if not path.exists():
+        return {"versions": {}, "champion": None}
+    return dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def _student_meta(student_dir: Path) -> dict[str, Any]:
+    meta_file = student_dir / "distillery.json"
+    if not meta_file.exists():
+        raise FileNotFoundError(f"{student_dir}: not a saved student (no distillery.json)")
+    if not (student_dir / "tokenizer.json").exists():
+        raise FileNotFoundError(f"{student_dir}: no tokenizer.json (the server-side tokenizer needs a fast tokenizer)")
+    return dict(json.loads(meta_file.read_text(encoding="utf-8")))
+
+
+def write_version(student_dir: str | Path, repo: str | Path, version: int, onnx: str | Path,
+                  options: RepositoryOptions | None = None, promote: bool = True,
+                  info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Add (or replace) version ``version`` of a local repository from an exported graph.
+
+    Returns the updated manifest.  The new version gets its ensemble ``relevance_v<version>``;
+    ``relevance`` points at it when ``promote`` is set or no champion exists yet.
+    """
+    opts = options or RepositoryOptions()
+    student, out = Path(student_dir), Path(repo)
+    if version < 1:
+        raise ValueError(f"version={version}: Triton versions start at 1")
+    meta = _student_meta(student)
+    manifest = read_manifest(out)
+    for v, entry in manifest["versions"].items():
+        if entry["classes"] != meta["classes"] and int(v) != version:
+            raise ValueError(f"{out}: version {v} serves classes {entry['classes']}, {student} has {meta['classes']}; "
+                             "versions side by side must share the label set")
+    num_labels = len(meta["classes"])
+    out.mkdir(parents=True, exist_ok=True)
+    _write_version(out, student, Path(onnx), version, opts, num_labels)
+    _write_ensemble(out, f"relevance_v{version}", version, opts, num_labels)
+    if promote or manifest.get("champion") is None:
+        _write_ensemble(out, "relevance", version, opts, num_labels)
+        manifest["champion"] = version
+    manifest["versions"][str(version)] = {"student_dir": str(student), "classes": meta["classes"],
+                                          "item_fields": meta["item_fields"], "max_length": meta["max_length"],
+                                          "variants": list(opts.variants), "serve_with": opts.serve_with,
+                                          **(info or {})}
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    write_export_report(out, version, manifest["versions"][str(version)], manifest["champion"])
+    return manifest
+
+
+def build_repository(student_dir: str | Path, out_repo: str | Path, version: int = 1, *,
+                     queries: list[str] | None = None, items: list[str] | None = None, int8: bool = False,
+                     fuse: bool = True, promote: bool = True, options: RepositoryOptions | None = None,
+                     work_dir: str | Path | None = None, tolerance: float = 1e-4,
+                     min_agreement: float = 0.999) -> dict[str, Any]:
+    """Export a saved student and write it as version ``version`` of a Triton repository.
+
+    ``student_dir`` and ``out_repo`` may be local paths or ``s3://`` URIs (through ``distillery.storage``;
+    an existing S3 repository is fetched, extended and uploaded again).  With ``queries``/``items`` the
+    parity gate runs on them and its figures go into the manifest; without, a few built-in pairs only
+    check that the graph runs and matches.  Returns the repository manifest.
+    """
+    from distillery import storage
+    from distillery.export.pipeline import export_student
+
+    with tempfile.TemporaryDirectory(prefix="distillery-export-") as tmp:
+        student = Path(storage.fetch(student_dir, Path(tmp) / "student")) if storage.is_s3(student_dir) \
+            else Path(student_dir)
+        local = Path(out_repo) if not storage.is_s3(out_repo) else Path(tmp) / "repo"
+        if storage.is_s3(out_repo):
+            try:
+                storage.download_dir(str(out_repo), local)
+            except storage.StorageError:
+                local.mkdir(parents=True)  # a new repository
+        q = queries if queries else ["usb c cable", "running shoes women"]
+        it = items if items else ["USB-C to USB-C cable 2m | Anker", "Trail running shoe for women | Salomon | blue"]
+        onnx_dir = Path(work_dir) if work_dir else Path(tmp) / "onnx"
+        result = export_student(student, onnx_dir, q, it, int8=int8, fuse=fuse, tolerance=tolerance,
+                                min_agreement=min_agreement)
+        manifest = write_version(student, local, version, result.served, options, promote,
+                                 info={"precision": result.precision, "parity": [r.to_dict() for r in result.reports],
+                                       "student_dir": str(student_dir)})
+        if storage.is_s3(out_repo):
+            storage.copy_tree(local, str(out_repo))
+    return manifest

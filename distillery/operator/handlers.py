@@ -1,0 +1,193 @@
+"""kopf handlers: thin adapters from Kubernetes events to the pure logic of this package.
+
+    kopf run --standalone --namespace=relevance-distillery -m distillery.operator.handlers
+
+A bad spec → ``kopf.PermanentError`` (and ``status.phase: Invalid`` naming the field); a dependency
+that is not ready (KFP unreachable, no metrics yet) → ``kopf.TemporaryError`` with a delay.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+import kubernetes
+
+from distillery.operator import render, rollout
+from distillery.operator.analysis import MetricsSourceError, analyse
+from distillery.operator.results import MetricsUnavailable, read_final_metrics
+from distillery.operator.runs import BackendUnavailable, PipelineBackend, ensure_submitted
+from distillery.operator.settings import OperatorSettings
+from distillery.operator.spec import (
+    GROUP,
+    VERSION,
+    RelevanceExperimentSpec,
+    SpecError,
+    parse_distillation_run,
+    parse_relevance_experiment,
+)
+from distillery.operator.status import (
+    TERMINAL_PHASES,
+    invalid_status,
+    metrics_status,
+    run_status,
+    submitted_status,
+)
+
+SETTINGS = OperatorSettings.from_env()
+RUNS = (GROUP, VERSION, "distillationruns")
+EXPERIMENTS = (GROUP, VERSION, "relevanceexperiments")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@functools.cache
+def backend() -> PipelineBackend:
+    from pipelines.kfp_backend import KfpBackend  # kfp stays in pipelines/ (see the layering)
+
+    return KfpBackend(SETTINGS)
+
+
+@functools.cache
+def core_api() -> kubernetes.client.CoreV1Api:
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+    return kubernetes.client.CoreV1Api()
+
+
+def _invalid(exc: SpecError, patch: kopf.Patch) -> kopf.PermanentError:
+    patch.status.update(invalid_status(str(exc), _now()))
+    return kopf.PermanentError(f"invalid spec: {exc}")
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    settings.posting.level = logging.WARNING
+    # Least privilege: the Role grants no cluster-wide reads, so kopf must not list or watch namespaces
+    # and CRDs (it would retry 403s for a minute); the namespace comes from --namespace.
+    settings.scanning.disabled = True
+
+
+@kopf.on.resume(*RUNS)
+@kopf.on.create(*RUNS)
+def submit_run(spec: kopf.Spec, status: kopf.Status, name: str, namespace: str | None, uid: str, body: kopf.Body,
+               patch: kopf.Patch, **_: Any) -> None:
+    """Submit the pipeline once (or find the run an earlier operator submitted)."""
+    if status.get("phase") in TERMINAL_PHASES:
+        return
+    try:
+        run = parse_distillation_run(spec)
+        render.pipeline_config(run)
+    except SpecError as exc:
+        raise _invalid(exc, patch) from exc
+    run_name = render.run_name(namespace or "", name, uid)
+    try:
+        run_id, adopted = ensure_submitted(backend(), run, run_name, status)
+    except BackendUnavailable as exc:
+        raise kopf.TemporaryError(str(exc), delay=SETTINGS.retry_s) from exc
+    if not status.get("runId"):
+        patch.status.update(submitted_status(run_id, run_name, adopted, _now()))
+        kopf.info(body, reason="Adopted" if adopted else "Submitted", message=f"KFP run {run_id} ({run_name})")
+
+
+@kopf.timer(*RUNS, interval=SETTINGS.poll_s, initial_delay=SETTINGS.poll_s,
+            when=lambda status, **_: bool(status.get("runId")) and status.get("phase") not in TERMINAL_PHASES)
+def poll_run(spec: kopf.Spec, status: kopf.Status, body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    """Mirror the KFP run into the status and its conditions; on success, add the final metrics."""
+    try:
+        snap = backend().get_run(str(status["runId"]))
+    except BackendUnavailable as exc:
+        raise kopf.TemporaryError(str(exc), delay=SETTINGS.retry_s) from exc
+    new = run_status(snap, status, _now())
+    if new["phase"] == "Succeeded":
+        try:
+            metrics = read_final_metrics(parse_distillation_run(spec).output_uri)
+        except (MetricsUnavailable, SpecError) as exc:
+            raise kopf.TemporaryError(f"final metrics: {exc}", delay=SETTINGS.retry_s) from exc
+        new = metrics_status(new, metrics, _now())
+    patch.status.update(new)
+    if new["phase"] != status.get("phase") and new["phase"] in TERMINAL_PHASES:
+        (kopf.info if new["phase"] == "Succeeded" else kopf.warn)(body, reason=new["phase"], message=new["message"])
+
+
+def write_split(namespace: str, name: str, uid: str, exp: RelevanceExperimentSpec,
+                state: rollout.RolloutState) -> dict[str, int]:
+    """Create or update the splitter's ConfigMap for ``state``; returns the weights written."""
+    w = render.weights(exp, state.step, state.phase)
+    cm = render.splitter_configmap(namespace, name, uid, exp, state.champion, w)
+    api = core_api()
+    try:
+        api.patch_namespaced_config_map(exp.config_map, namespace, {"metadata": cm["metadata"], "data": cm["data"]})
+    except kubernetes.client.ApiException as exc:
+        if exc.status != 404:
+            raise kopf.TemporaryError(f"ConfigMap {exp.config_map}: {exc.reason}", delay=SETTINGS.retry_s) from exc
+        api.create_namespaced_config_map(namespace, cm)
+    return w
+
+
+@kopf.on.resume(*EXPERIMENTS)
+@kopf.on.create(*EXPERIMENTS)
+def start_experiment(spec: kopf.Spec, status: kopf.Status, name: str, namespace: str | None, uid: str,
+                     body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    """Write the first traffic step into the splitter (or re-write the recorded one on resume)."""
+    try:
+        exp = parse_relevance_experiment(spec)
+    except SpecError as exc:
+        raise _invalid(exc, patch) from exc
+    state = rollout.state_from_status(status, exp, _now())
+    w = write_split(namespace or "", name, uid, exp, state)
+    patch.status.update({**state.to_status(), "weights": w})
+    if not status.get("phase"):
+        kopf.info(body, reason="Started", message=f"challenger {exp.challenger.model} v{exp.challenger.version} "
+                                                  f"at {w['challenger']}% of users")
+
+
+@kopf.timer(*EXPERIMENTS, interval=SETTINGS.tick_s,
+            when=lambda status, **_: status.get("phase") == "Progressing")
+def analyse_experiment(spec: kopf.Spec, status: kopf.Status, name: str, namespace: str | None, uid: str,
+                       body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    """When an analysis is due: run the gate, step the traffic, promote or roll back."""
+    try:
+        exp = parse_relevance_experiment(spec)
+    except SpecError as exc:
+        raise _invalid(exc, patch) from exc
+    now = _now()
+    state = rollout.state_from_status(status, exp, now)
+    if not rollout.analysis_due(exp, state, now):
+        return
+    weights = render.weights(exp, state.step, state.phase)
+    try:
+        result = analyse(exp.gate, exp.metrics_uri, weights, state.step_started)
+    except MetricsSourceError as exc:
+        patch.status["message"] = f"waiting for metrics: {exc}"
+        raise kopf.TemporaryError(str(exc), delay=SETTINGS.retry_s) from exc
+    t = rollout.step(exp, state, result.decision, result.reason, now)
+    moved = render.weights(exp, t.state.step, t.state.phase) != weights or t.state.champion != state.champion
+    w = write_split(namespace or "", name, uid, exp, t.state) if moved else weights
+    patch.status.update({**t.state.to_status(), "weights": w, "decision": t.decision,
+                         "latestAnalysis": result.to_status(now), "message": t.event[2]})
+    kopf.event(body, type=t.event[0], reason=t.event[1], message=t.event[2])
+
+
+@kopf.on.delete(*EXPERIMENTS, optional=True)
+def stop_experiment(spec: kopf.Spec, status: kopf.Status, name: str, namespace: str | None, uid: str,
+                    **_: Any) -> None:
+    """Deleting a running experiment hands all traffic back to the champion."""
+    if status.get("phase") != "Progressing":
+        return
+    try:
+        exp = parse_relevance_experiment(spec)
+    except SpecError:
+        return  # it never wrote a split
+    state = rollout.state_from_status(status, exp, _now())
+    write_split(namespace or "", name, uid, exp, dataclasses.replace(state, phase="RolledBack"))

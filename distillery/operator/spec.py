@@ -1,0 +1,229 @@
+"""Typed, validated views of the two custom resources' ``spec``.
+
+The API server validates a CR against the CRD's ``openAPIV3Schema`` and applies its defaults; the
+operator validates again here because (a) some rules cannot be said in a schema (strictly increasing
+traffic steps, a challenger that differs from the champion) and (b) a CR may have been stored before
+the CRD got stricter. Defaults and bounds are the CRD's (``manifests/base/crds/``); a test checks that
+both agree. Every failure is a :class:`SpecError` naming the field, e.g. ``spec.annotation.shards``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+GROUP = "distillery.relevance.dev"
+VERSION = "v1alpha1"
+PROFILES = ("tiny", "demo", "full")
+METRICS = ("ctr", "cvr", "gtv", "ndcg")
+DATA_SOURCE = re.compile(
+    r"^(s3://[a-z0-9][a-z0-9.-]{1,62}/.*|(esci|jsonl|csv|parquet):.+|synthetic:[0-9]+(,seed=[0-9]+)?)$"
+)
+S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,62}(/.*)?$")
+MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+METRICS_URI = re.compile(r"^(s3://|file://|/).+")
+DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class SpecError(ValueError):
+    """A custom resource's spec is invalid; ``field`` is the JSON path of the offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class _Reader:
+    """Reads typed fields out of a nested mapping, remembering the path for error messages."""
+
+    def __init__(self, data: Any, path: str) -> None:
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise SpecError(path, f"must be an object, got {type(data).__name__}")
+        self.data, self.path = data, path
+
+    def sub(self, key: str, required: bool = False) -> _Reader:
+        if required and key not in self.data:
+            raise SpecError(f"{self.path}.{key}", "is required")
+        return _Reader(self.data.get(key), f"{self.path}.{key}")
+
+    def _raw(self, key: str, default: Any, required: bool) -> Any:
+        if key not in self.data or self.data[key] is None:
+            if required:
+                raise SpecError(f"{self.path}.{key}", "is required")
+            return default
+        return self.data[key]
+
+    def text(self, key: str, default: str | None = None, *, required: bool = False,
+            pattern: re.Pattern[str] | None = None, choices: tuple[str, ...] = ()) -> Any:
+        value = self._raw(key, default, required)
+        where = f"{self.path}.{key}"
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            raise SpecError(where, f"must be a non-empty string, got {value!r}")
+        if pattern is not None and not pattern.match(value):
+            raise SpecError(where, f"{value!r} does not match {pattern.pattern}")
+        if choices and value not in choices:
+            raise SpecError(where, f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    def integer(self, key: str, default: int | None, lo: int, hi: int | None = None, *, required: bool = False) -> Any:
+        return _int(self._raw(key, default, required), f"{self.path}.{key}", lo, hi)
+
+    def number(self, key: str, default: float | None, lo: float, hi: float, *, lo_open: bool = False) -> float:
+        value, where = self._raw(key, default, default is None), f"{self.path}.{key}"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SpecError(where, f"must be a number, got {value!r}")
+        if value < lo or value > hi or (lo_open and value == lo):
+            raise SpecError(where, f"{value} is outside {'(' if lo_open else '['}{lo}, {hi}]")
+        return float(value)
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self._raw(key, default, False)
+        if not isinstance(value, bool):
+            raise SpecError(f"{self.path}.{key}", f"must be true or false, got {value!r}")
+        return value
+
+
+def _int(value: Any, where: str, lo: int, hi: int | None) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(where, f"must be an integer, got {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        raise SpecError(where, f"{value} is outside [{lo}, {'∞' if hi is None else hi}]")
+    return value
+
+
+@dataclass(frozen=True)
+class DistillationRunSpec:
+    """What one end-to-end pipeline run needs; see the CRD for each field's meaning."""
+
+    data_source: str
+    output_uri: str
+    profile: str = "full"
+    overrides: dict[str, str] = field(default_factory=dict)
+    teacher_model: str | None = None
+    shards: int = 4
+    parallelism: int = 4
+    student_model: str | None = None
+    epochs: int | None = None
+    max_length: int | None = None
+    gpu: bool = True
+    model_name: str = "relevance"
+    experiment: str = "relevance-distillery"
+
+
+def parse_distillation_run(spec: Mapping[str, Any] | None) -> DistillationRunSpec:
+    """Validate a ``DistillationRun`` spec and fill in the CRD's defaults; raises :class:`SpecError`."""
+    r = _Reader(spec, "spec")
+    overrides = r.sub("overrides").data
+    for key, value in overrides.items():
+        if not isinstance(value, str):
+            raise SpecError(f"spec.overrides.{key}", f"must be a string, got {value!r}")
+    ann, student, output = r.sub("annotation"), r.sub("student"), r.sub("output", required=True)
+    return DistillationRunSpec(
+        data_source=r.sub("data", required=True).text("source", required=True, pattern=DATA_SOURCE),
+        output_uri=output.text("uri", required=True, pattern=S3_URI),
+        profile=r.text("profile", "full", choices=PROFILES),
+        overrides=dict(overrides),
+        teacher_model=r.sub("teacher").text("model"),
+        shards=ann.integer("shards", 4, 1, 256),
+        parallelism=ann.integer("parallelism", 4, 1, 64),
+        student_model=student.text("model"),
+        epochs=student.integer("epochs", None, 1, 100),
+        max_length=student.integer("maxLength", None, 16, 1024),
+        gpu=student.flag("gpu", True),
+        model_name=output.text("modelName", "relevance", pattern=MODEL_NAME),
+        experiment=r.sub("kfp").text("experiment", "relevance-distillery"),
+    )
+
+
+@dataclass(frozen=True)
+class Arm:
+    """A model name and version in the Triton repository."""
+
+    model: str
+    version: int
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """The promotion gate's settings; :func:`distillery.operator.analysis.gate_config` maps them."""
+
+    primary_metric: str = "ctr"
+    alpha: float = 0.05
+    min_users: int = 1000
+    guardrail_metrics: tuple[str, ...] = ("gtv",)
+    max_latency_ratio: float = 1.5
+    max_error_rate: float = 0.01
+    max_analyses_per_step: int = 0
+
+
+@dataclass(frozen=True)
+class RelevanceExperimentSpec:
+    champion: Arm
+    challenger: Arm
+    metrics_uri: str
+    steps: tuple[int, ...] = (10, 50, 100)
+    gate: GateSpec = GateSpec()
+    interval_s: int = 300
+    config_map: str = "distillery-splitter"
+
+
+def _arm(r: _Reader, key: str) -> Arm:
+    a = r.sub(key, required=True)
+    return Arm(a.text("model", required=True, pattern=MODEL_NAME), a.integer("version", None, 1, required=True))
+
+
+def _steps(r: _Reader) -> tuple[int, ...]:
+    raw = r.sub("traffic")._raw("steps", [10, 50, 100], False)
+    if not isinstance(raw, list) or not 1 <= len(raw) <= 10:
+        raise SpecError("spec.traffic.steps", "must be a list of 1 to 10 percentages")
+    steps = tuple(_int(v, f"spec.traffic.steps[{i}]", 1, 100) for i, v in enumerate(raw))
+    if any(b <= a for a, b in itertools.pairwise(steps)):
+        raise SpecError("spec.traffic.steps", f"{list(steps)} must be strictly increasing")
+    if steps[0] >= 100:
+        raise SpecError("spec.traffic.steps[0]", "must leave the champion some traffic (< 100) to compare against")
+    return steps
+
+
+def _gate(r: _Reader) -> GateSpec:
+    g = r.sub("gate")
+    rails = g._raw("guardrailMetrics", ["gtv"], False)
+    if not isinstance(rails, list) or len(rails) > 4:
+        raise SpecError("spec.gate.guardrailMetrics", "must be a list of at most 4 metrics")
+    for i, m in enumerate(rails):
+        if m not in METRICS:
+            raise SpecError(f"spec.gate.guardrailMetrics[{i}]", f"{m!r} is not one of {', '.join(METRICS)}")
+    return GateSpec(
+        primary_metric=g.text("primaryMetric", "ctr", choices=METRICS),
+        alpha=g.number("alpha", 0.05, 0.0, 0.5, lo_open=True),
+        min_users=g.integer("minUsers", 1000, 2),
+        guardrail_metrics=tuple(rails),
+        max_latency_ratio=g.number("maxLatencyRatio", 1.5, 1.0, 1000.0),
+        max_error_rate=g.number("maxErrorRate", 0.01, 0.0, 1.0),
+        max_analyses_per_step=g.integer("maxAnalysesPerStep", 0, 0),
+    )
+
+
+def parse_relevance_experiment(spec: Mapping[str, Any] | None) -> RelevanceExperimentSpec:
+    """Validate a ``RelevanceExperiment`` spec and fill in the CRD's defaults; raises :class:`SpecError`."""
+    r = _Reader(spec, "spec")
+    champion, challenger = _arm(r, "champion"), _arm(r, "challenger")
+    if challenger == champion:
+        raise SpecError("spec.challenger", f"is the champion itself ({champion.model} v{champion.version})")
+    return RelevanceExperimentSpec(
+        champion=champion,
+        challenger=challenger,
+        metrics_uri=r.sub("metricsSource", required=True).text("uri", required=True, pattern=METRICS_URI),
+        steps=_steps(r),
+        gate=_gate(r),
+        interval_s=r.integer("analysisIntervalSeconds", 300, 1, 86400),
+        config_map=r.sub("splitter").text("configMap", "distillery-splitter", pattern=DNS_NAME),
+    )

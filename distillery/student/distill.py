@@ -1,0 +1,180 @@
+"""Distil teacher annotations into the student: CRSD and the baselines, at one budget, with a report.
+
+Methods (the table of issue 4):
+
+- ``human``: fine-tune on the human seed labels only — baseline (a);
+- ``hard``: CE to the teacher's labels of the log pairs — (b);
+- ``soft``: soft-label KD, CE/KL to the teacher's ``label_probs`` — (c);
+- ``crsd``: Contrastive Reasoning Self-Distillation — (d); its ablations come from ``distill.*``
+  (``lambda_align=0``, ``lambda_batch=0``, ``reasoning_view_ce=false``);
+- ``human-all``: fine-tune on the human labels of every training pair, seed and logs — the upper
+  reference (e) that no user has.
+
+With ``distill.include_seed`` the distillation methods also train on the seed pairs with their human
+labels.  Evaluation is on the validation and held-out test queries of the same query split.
+
+CPU command (tiny, seconds)::
+
+    distillery distill --annotations /tmp/ann/annotations.jsonl --data synthetic:200 --method crsd \\
+        --out /tmp/crsd --profile tiny
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+from distillery.config import Config, save_config
+from distillery.data.schema import DataError, LabelSet, Pair, get_label_set, label_indices
+from distillery.data.splits import Splits, split_pairs
+from distillery.evaluate import compute_metrics, metrics_table, save_curves_png, write_json
+from distillery.student.crsd import crsd_loss_fn, label_loss_fn
+from distillery.student.finetune import evaluate_pairs
+from distillery.student.model import StudentMeta, build_student
+from distillery.student.predictor import Classifier
+from distillery.student.trainer import Example, class_weights, fit
+
+METHODS = ("human", "hard", "soft", "crsd", "human-all")
+Annotations = dict[tuple[str, str], dict[str, Any]]
+
+
+def _frac(qid: str, iid: str) -> float:
+    return int.from_bytes(hashlib.sha1(f"distill\t{qid}\t{iid}".encode()).digest()[:8], "big") / 2**64
+
+
+def _teacher_example(p: Pair, rec: dict[str, Any], label_set: LabelSet, item: str, cfg: Config) -> Example | None:
+    label = rec.get("label")
+    if (cfg.distill.drop_parse_errors and rec.get("parse_error")) or not label or not label_set.knows(str(label)):
+        return None
+    probs = rec.get("label_probs")
+    if probs is not None and len(probs) != label_set.num_classes:
+        probs = None  # a teacher of another label set: its hard label maps through the aliases, its probs do not
+    return Example(p.query, item, label_set.index(str(label)), soft=probs,
+                   extra={"reasoning": rec.get("reasoning") or "", "source": "teacher"})
+
+
+def build_examples(splits: Splits, annotations: Annotations, method: str, label_set: LabelSet,
+                   cfg: Config) -> tuple[list[Example], dict[str, int]]:
+    """Training examples of a method and counts of what was used and left out."""
+    fields = cfg.student.item_fields
+    counts = {"seed": 0, "logs": 0, "logs_unannotated": 0, "logs_unusable": 0}
+    if method in ("human", "human-all"):
+        train = splits.seed if method == "human" else splits.train
+        ys = label_indices(train, label_set, "train")
+        counts["seed"] = len(splits.seed)
+        counts["logs"] = len(train) - len(splits.seed)
+        return [Example(p.query, p.item_text(fields), y) for p, y in zip(train, ys, strict=True)], counts
+    out: list[Example] = []
+    if cfg.distill.include_seed:
+        for p, y in zip(splits.seed, label_indices(splits.seed, label_set, "seed"), strict=True):
+            rec = annotations.get((p.query_id, p.item_id), {})
+            out.append(Example(p.query, p.item_text(fields), y, extra={"reasoning": rec.get("reasoning") or "",
+                                                                        "source": "human"}))
+        counts["seed"] = len(splits.seed)
+    for p in splits.logs:
+        if _frac(p.query_id, p.item_id) >= cfg.distill.log_fraction:
+            continue
+        ann = annotations.get((p.query_id, p.item_id))
+        if ann is None:
+            counts["logs_unannotated"] += 1
+            continue
+        ex = _teacher_example(p, ann, label_set, p.item_text(fields), cfg)
+        if ex is None:
+            counts["logs_unusable"] += 1
+            continue
+        out.append(ex)
+        counts["logs"] += 1
+    if (method == "soft" or (method == "crsd" and cfg.distill.labels == "soft")) and any(
+            e.soft is None and e.extra.get("source") == "teacher" for e in out):
+        raise DataError(f"--method {method} with soft labels: the annotations' label_probs do not match the "
+                        f"{label_set.name} label set {list(label_set.classes)} (set data.label_set to the teacher's)")
+    if counts["logs"] == 0:
+        raise DataError(f"--method {method}: none of the {len(splits.logs)} log pairs has a usable annotation "
+                        f"({counts['logs_unannotated']} unannotated, {counts['logs_unusable']} unparsed or "
+                        "unknown labels); annotate the logs split of this --data first")
+    return out, counts
+
+
+def teacher_accuracy(splits: Splits, annotations: Annotations, label_set: LabelSet) -> dict[str, Any] | None:
+    """The teacher's annotation quality on the log pairs whose (hidden) human label is known."""
+    ys, preds = [], []
+    for p in splits.logs:
+        rec = annotations.get((p.query_id, p.item_id))
+        if rec is None or p.label is None or not label_set.knows(p.label):
+            continue
+        label = str(rec.get("label") or "")
+        ys.append(label_set.index(p.label))
+        # An unparsed answer counts as wrong: it is what the student would otherwise be taught.
+        preds.append(label_set.index(label) if label_set.knows(label) and not rec.get("parse_error") else -1)
+    if not ys:
+        return None
+    wrong = {i: (i + 1) % label_set.num_classes for i in range(label_set.num_classes)}
+    preds = [y_hat if y_hat >= 0 else wrong[y] for y, y_hat in zip(ys, preds, strict=True)]
+    return compute_metrics(ys, preds, label_set.classes)
+
+
+def _loss(method: str, examples: list[Example], tokenizer: Any, label_set: LabelSet, cfg: Config) -> Any:
+    weights = (class_weights([e.target for e in examples], label_set.num_classes)
+               if cfg.train.class_weighting == "balanced" else None)
+    if method == "crsd":
+        return crsd_loss_fn(tokenizer, cfg.student, cfg.distill, weights)
+    return label_loss_fn(method == "soft", weights)
+
+
+def save_student(model: Any, tokenizer: Any, model_dir: Path, meta: StudentMeta) -> None:
+    """A plain sequence classifier: the reasoning view was a training device only, nothing of it is saved."""
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    meta.save(model_dir)
+
+
+def run_distill(pairs: list[Pair], annotations: Annotations, cfg: Config, out_dir: str | Path, *,
+                method: str = "crsd", data_name: str = "", variant: str = "") -> dict[str, Any]:
+    """Train the student with ``method``, evaluate on validation and test queries, write a report."""
+    if method not in METHODS:
+        raise ValueError(f"--method {method!r}: must be one of {', '.join(METHODS)}")
+    out = Path(out_dir)
+    model_dir = out / "model"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    label_set = get_label_set(cfg.data.label_set)
+    splits = split_pairs(pairs, cfg.data)
+    if not splits.val:
+        raise ValueError("distill needs validation queries: set data.val_fraction above 0")
+    examples, counts = build_examples(splits, annotations, method, label_set, cfg)
+    t0 = time.perf_counter()
+    tokenizer, model = build_student(cfg.student, label_set, seed=cfg.train.seed)
+    result = fit(model, tokenizer, examples, splits.val, label_set, cfg.student, cfg.train,
+                 _loss(method, examples, tokenizer, label_set, cfg), desc=method)
+    wall = time.perf_counter() - t0
+    save_student(model, tokenizer, model_dir, StudentMeta(
+        label_set.name, list(label_set.classes), cfg.student.item_fields, cfg.student.max_length, method=method,
+        extra={"variant": variant, "distill": dict(cfg.distill.__dict__), "counts": counts}))
+    clf = Classifier(model_dir, batch_size=cfg.train.eval_batch_size)
+    summary: dict[str, Any] = {
+        "method": method, "variant": variant or method, "data": data_name, "profile": cfg.profile,
+        "seed": cfg.train.seed, "split": splits.sizes(), "train_examples": len(examples), "counts": counts,
+        "wall_seconds": wall, "train_seconds": result.train_seconds, "best_epoch": result.best_epoch,
+        "history": result.history, "val": evaluate_pairs(clf, splits.val, label_set, "validation"),
+        "test": evaluate_pairs(clf, splits.test, label_set, "test"), "model_dir": str(model_dir),
+        "teacher_on_logs": teacher_accuracy(splits, annotations, label_set) if annotations else None,
+    }
+    save_curves_png(result.history, out / "training_curves.png", f"{variant or method} ({data_name})")
+    write_json(summary, out / "metrics.json")
+    save_config(cfg, out / "config.yaml")
+    _write_report(summary, out)
+    return summary
+
+
+def _write_report(s: dict[str, Any], out: Path) -> None:
+    c = s["counts"]
+    lines = [f"# Distillation report — {s['variant']}", "",
+             f"Data `{s['data']}` · profile `{s['profile']}` · seed {s['seed']} · {s['train_examples']} training "
+             f"examples ({c['seed']} seed, {c['logs']} logs; {c['logs_unannotated']} log pairs unannotated, "
+             f"{c['logs_unusable']} unusable) · wall {s['wall_seconds']:.1f} s · best epoch {s['best_epoch']}", "",
+             metrics_table(s["val"], "Validation queries"), metrics_table(s["test"], "Held-out test queries")]
+    if s.get("teacher_on_logs"):
+        lines.append(metrics_table(s["teacher_on_logs"], "Teacher annotations vs hidden human labels (log pairs)"))
+    lines += ["![curves](training_curves.png)"]
+    (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

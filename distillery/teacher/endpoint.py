@@ -1,0 +1,107 @@
+"""Reasoning for SFT from an OpenAI-compatible chat endpoint, with rejection sampling against the gold label.
+
+The endpoint (``POST {base_url}/chat/completions``) is asked for an answer in the teacher's format; answers
+whose label disagrees with the gold label are rejected and the pair is asked again, up to
+``teacher.endpoint_samples`` times.  Server errors, timeouts and malformed replies are retried
+``teacher.endpoint_retries`` times with back-off; an unreachable endpoint fails with a clear message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+from distillery.config import TeacherConfig
+from distillery.data.schema import LabelSet, Pair
+from distillery.teacher.prompt import format_answer, item_block, parse_answer, system_prompt
+
+
+class EndpointError(RuntimeError):
+    """The endpoint is unreachable, refuses the request, or keeps answering with errors."""
+
+
+@dataclass
+class EndpointClient:
+    """A minimal OpenAI-compatible chat client (standard library only)."""
+
+    base_url: str
+    model: str
+    api_key: str | None = None
+    timeout: float = 60.0
+    retries: int = 3
+    backoff: float = 0.5
+
+    @classmethod
+    def from_config(cls, cfg: TeacherConfig) -> EndpointClient:
+        return cls(cfg.endpoint_base_url.rstrip("/"), cfg.endpoint_model, os.environ.get(cfg.endpoint_key_env),
+                   cfg.endpoint_timeout, cfg.endpoint_retries)
+
+    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        req = urllib.request.Request(f"{self.base_url}/chat/completions", json.dumps(body).encode(), headers)
+        with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            return json.loads(resp.read().decode("utf-8"))
+
+    def chat(self, messages: list[dict[str, str]], temperature: float = 0.7) -> str:
+        """The assistant's reply text; retries 5xx, 429, timeouts and malformed replies."""
+        body = {"model": self.model, "messages": messages, "temperature": temperature}
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                reply = self._post(body)
+                return str(reply["choices"][0]["message"]["content"])
+            except urllib.error.HTTPError as exc:
+                last = f"HTTP {exc.code}"
+                if exc.code < 500 and exc.code != 429:
+                    raise EndpointError(f"{self.base_url}: request refused ({last}: {exc.reason})") from None
+            except urllib.error.URLError as exc:
+                if not isinstance(exc.reason, TimeoutError):
+                    raise EndpointError(f"{self.base_url}: endpoint unreachable ({exc.reason}); check "
+                                        "teacher.endpoint_base_url") from None
+                last = "timeout"
+            except TimeoutError:
+                last = "timeout"
+            except (KeyError, IndexError, TypeError, ValueError) as exc:
+                last = f"malformed reply ({type(exc).__name__}: {exc})"
+        raise EndpointError(f"{self.base_url}: no valid reply after {self.retries + 1} attempts (last: {last})")
+
+
+@dataclass
+class RejectionStats:
+    asked: int = 0
+    accepted: int = 0
+    rejected_pairs: list[str] = field(default_factory=list)
+
+
+def endpoint_answers(pairs: list[Pair], label_set: LabelSet, client: EndpointClient, samples: int,
+                     item_fields: list[str], max_field_chars: int) -> tuple[list[str | None], RejectionStats]:
+    """Per pair, the first endpoint answer whose label equals the gold label (re-formatted), else None."""
+    stats = RejectionStats()
+    out: list[str | None] = []
+    system = system_prompt(label_set)
+    for p in pairs:
+        gold = label_set.classes[label_set.index(p.label or "")]
+        user = f"Query: {p.query}\nItem:\n{item_block(p, item_fields, max_field_chars)}"
+        accepted = None
+        for _ in range(samples):
+            stats.asked += 1
+            parsed = parse_answer(client.chat([{"role": "system", "content": system},
+                                               {"role": "user", "content": user}]), label_set)
+            if parsed.label == gold and parsed.reasoning:
+                accepted = format_answer(parsed.reasoning, gold)
+                break
+        if accepted is None:
+            stats.rejected_pairs.append(f"{p.query_id}/{p.item_id}")
+        else:
+            stats.accepted += 1
+        out.append(accepted)
+    return out, stats

@@ -1,0 +1,125 @@
+"""Teacher inference: load a teacher, answer pairs in batches, read soft labels at the label position.
+
+CPU usage (tiny teacher, seconds; ``smollm2`` loads the packaged SmolLM2-135M-Instruct)::
+
+    from distillery.config import load_config
+    from distillery.data import load_pairs
+    from distillery.teacher.inference import load_teacher
+
+    cfg = load_config("tiny")
+    teacher = load_teacher("tiny", cfg)          # or "smollm2", or a directory written by `distillery teacher`
+    answers = teacher.answer(load_pairs("synthetic:16"), batch_size=8)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from distillery.config import Config, TeacherConfig
+from distillery.data.schema import LabelSet, Pair, get_label_set
+from distillery.teacher.generate import Decoder, Generation
+from distillery.teacher.model import TeacherMeta, is_teacher_dir, load_base, meta_for, weights_hash
+from distillery.teacher.prompt import PROMPT_VERSION, PromptBuilder, parse_answer
+
+
+@dataclass
+class TeacherAnswer:
+    """One parsed answer; ``label_probs`` is aligned with the label set's classes."""
+
+    label: str | None
+    label_probs: list[float]
+    reasoning: str
+    raw: str
+    parse_error: str | None
+    prompt_tokens: int
+    generated_tokens: int
+    forced_label: bool = False
+    """True when the answer wrote no ``Label:`` and ``label_probs`` were read after appending one."""
+
+
+class Teacher:
+    """A causal LM with its prompt builder and decoder; ``answer`` keeps the input order."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, meta: TeacherMeta,
+                 tcfg: TeacherConfig, source: str) -> None:
+        self.tokenizer, self.model, self.meta, self.cfg, self.source = tokenizer, model, meta, tcfg, source
+        self.label_set: LabelSet = get_label_set(meta.label_set)
+        self.model.eval()
+        self.prompter = PromptBuilder(tokenizer, self.label_set, meta.item_fields, meta.max_prompt_tokens,
+                                      meta.max_field_chars)
+        self.decoder = Decoder(model, tokenizer, self.label_set)
+        self.last_seconds = 0.0
+        self.prefix = self.prompter.shared_prefix()
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.label_set.classes)
+
+    def answer(self, pairs: list[Pair], batch_size: int | None = None, progress: bool = False) -> list[TeacherAnswer]:
+        """Greedy answers for ``pairs`` (same order), generated ``batch_size`` prompts at a time."""
+        gens = self._generate(self.prompter.build(pairs), batch_size or self.cfg.batch_size, 0.0, None, progress)
+        return [self._to_answer(g) for g in gens]
+
+    def sample(self, pairs: list[Pair], k: int, temperature: float, seed: int, batch_size: int | None = None,
+               progress: bool = False) -> list[list[TeacherAnswer]]:
+        """``k`` sampled answers per pair (reproducible for a seed), for reward training and DPO pairs."""
+        prompts = [p for p in self.prompter.build(pairs) for _ in range(k)]
+        gen = torch.Generator().manual_seed(seed)
+        gens = self._generate(prompts, batch_size or self.cfg.batch_size, temperature, gen, progress)
+        flat = [self._to_answer(g) for g in gens]
+        return [flat[i * k:(i + 1) * k] for i in range(len(pairs))]
+
+    def _generate(self, prompts: list[str], batch_size: int, temperature: float, gen: torch.Generator | None,
+                  progress: bool) -> list[Generation]:
+        # Prompts of similar length share a batch (less padding); results go back to input order.
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        out: list[Generation | None] = [None] * len(prompts)
+        start = time.perf_counter()
+        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        for idx in tqdm(batches, desc="teacher", unit="batch", disable=not progress):
+            for i, g in zip(idx, self.decoder.generate([prompts[i] for i in idx], self.cfg.max_new_tokens,
+                                                       temperature, gen, self.prefix), strict=True):
+                out[i] = g
+        self.last_seconds = time.perf_counter() - start
+        return [g for g in out if g is not None]
+
+    def _to_answer(self, g: Generation) -> TeacherAnswer:
+        raw = str(self.tokenizer.decode(g.tokens, skip_special_tokens=True))
+        parsed = parse_answer(raw, self.label_set)
+        probs = g.label_probs or [1.0 / self.label_set.num_classes] * self.label_set.num_classes
+        return TeacherAnswer(parsed.label, probs, parsed.reasoning, raw, parsed.error, g.prompt_tokens, g.steps,
+                             g.forced_label)
+
+    @cached_property
+    def _weights(self) -> str:
+        return weights_hash(self.model)
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that determines the answers: model, weights fingerprint, prompt and decoding settings."""
+        return {
+            "model": self.source, "base": self.meta.base, "weights_sha256_16": self._weights,
+            "steps": [s.get("step") for s in self.meta.steps], "label_set": self.meta.label_set,
+            "prompt_version": PROMPT_VERSION, "item_fields": list(self.meta.item_fields),
+            "max_prompt_tokens": self.meta.max_prompt_tokens, "max_field_chars": self.meta.max_field_chars,
+            "max_new_tokens": self.cfg.max_new_tokens, "decoding": "greedy", "dtype": str(self.model.dtype),
+        }
+
+
+def load_teacher(model: str, cfg: Config) -> Teacher:
+    """A teacher from a directory written by ``distillery teacher``, ``smollm2``, ``tiny`` or any HF causal LM.
+
+    A teacher directory brings its own label set and prompt settings (the ones it was trained with);
+    otherwise they come from ``cfg``.  Generation settings (``max_new_tokens``, batch size) come from ``cfg``.
+    """
+    if cfg.teacher.threads:
+        torch.set_num_threads(cfg.teacher.threads)
+    tok, lm, base = load_base(model, cfg.teacher)
+    meta = TeacherMeta.load(model) if is_teacher_dir(model) else meta_for(base, cfg)
+    return Teacher(tok, lm, meta, cfg.teacher, model)

@@ -1,0 +1,135 @@
+"""The teacher's prompt and its one answer format, with a parser that reports failures instead of guessing.
+
+Answer format (one reasoning line, one label line, nothing else)::
+
+    Reasoning: The query asks for a red nike running shoe; the item is a nike running shoe in blue, ...
+    Label: Partial
+
+The prompt is the chat template of the model (a plain ``System/User/Assistant`` layout when it has none)
+with the query and the item fields; only the item text is truncated to fit ``max_prompt_tokens``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from transformers import PreTrainedTokenizerBase
+
+from distillery.data.schema import LabelSet, Pair
+
+PROMPT_VERSION = "v1"
+FIELD_NAMES = {"title": "Title", "brand": "Brand", "color": "Colour", "attributes": "Attributes",
+               "bullet_points": "Bullet points", "description": "Description"}
+
+_DEFINITIONS = {
+    "Exact": "meets every need",
+    "Partial": "related but misses a need",
+    "Substitute": "misses a need but could serve instead",
+    "Complement": "used together with what is asked for",
+    "Irrelevant": "not what is asked for",
+}
+
+_LABEL_RE = re.compile(r"^\s*label\s*:\s*(.*?)\s*$", re.IGNORECASE | re.MULTILINE)
+_REASON_RE = re.compile(r"^\s*reasoning\s*:\s*(.*)$", re.IGNORECASE | re.MULTILINE)
+
+
+def system_prompt(label_set: LabelSet) -> str:
+    # Kept short: every prompt carries it, and on a CPU each prompt token costs as much as a generated one.
+    defs = "; ".join(f"{c} = {_DEFINITIONS.get(c, c)}" for c in label_set.classes)
+    return (f"Judge how relevant the item is to the shopping query. {defs}.\n"
+            f"Answer in two lines:\nReasoning: <which needs of the query the item meets or misses>\n"
+            f"Label: <{'|'.join(label_set.classes)}>")
+
+
+def item_block(pair: Pair, fields: list[str], max_field_chars: int) -> str:
+    """The item as ``Field: value`` lines, each value cut to ``max_field_chars``; empty fields left out."""
+    lines = []
+    for f in fields:
+        value = " ".join(str(getattr(pair, f) or "").split())
+        if value:
+            lines.append(f"{FIELD_NAMES[f]}: {value[:max_field_chars]}")
+    return "\n".join(lines)
+
+
+def format_answer(reasoning: str, label: str) -> str:
+    """The canonical answer text (SFT targets and DPO completions use it)."""
+    return f"Reasoning: {' '.join(reasoning.split())}\nLabel: {label}"
+
+
+def _render(tok: PreTrainedTokenizerBase, system: str, user: str) -> str:
+    if getattr(tok, "chat_template", None):
+        msgs = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        return str(tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True))
+    return f"System: {system}\n\nUser: {user}\n\nAssistant: "
+
+
+@dataclass
+class PromptBuilder:
+    """Builds prompts for one tokenizer and label set within a token budget."""
+
+    tokenizer: PreTrainedTokenizerBase
+    label_set: LabelSet
+    item_fields: list[str]
+    max_prompt_tokens: int
+    max_field_chars: int
+
+    def _user(self, pair: Pair, item: str) -> str:
+        return f"Query: {' '.join(pair.query.split())}\nItem:\n{item}"
+
+    def shared_prefix(self) -> str:
+        """The text every prompt starts with, cut after its last special token so that it tokenises the
+        same alone as inside a prompt (empty when the template has no such point); the decoder caches it."""
+        system = system_prompt(self.label_set)
+        a, b = (_render(self.tokenizer, system, u) for u in ("Query: a", "Query: b"))
+        common = a[: next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), len(a))]
+        ends = [common.rfind(t) + len(t) for t in self.tokenizer.all_special_tokens if t and t in common]
+        prefix = common[: max(ends)] if ends else ""
+        whole = self.tokenizer(a, add_special_tokens=False)["input_ids"]
+        parts = self.tokenizer([prefix, a[len(prefix):]], add_special_tokens=False)["input_ids"]
+        return prefix if prefix and parts[0] + parts[1] == whole else ""
+
+    def build(self, pairs: list[Pair]) -> list[str]:
+        """Prompt texts; items are cut (by tokens, at the end) so that every prompt fits the budget."""
+        system = system_prompt(self.label_set)
+        items = [item_block(p, self.item_fields, self.max_field_chars) for p in pairs]
+        shells = [_render(self.tokenizer, system, self._user(p, "")) for p in pairs]
+        shell_len = [len(ids) for ids in self.tokenizer(shells, add_special_tokens=False)["input_ids"]]
+        item_ids = self.tokenizer(items, add_special_tokens=False)["input_ids"]
+        out = []
+        for pair, item, ids, used in zip(pairs, items, item_ids, shell_len, strict=True):
+            budget = max(0, self.max_prompt_tokens - used - 1)
+            if len(ids) > budget:  # the query stays whole; the item loses its tail
+                item = str(self.tokenizer.decode(ids[:budget], skip_special_tokens=True))
+            out.append(_render(self.tokenizer, system, self._user(pair, item)))
+        return out
+
+
+@dataclass
+class ParsedAnswer:
+    label: str | None
+    reasoning: str
+    error: str | None
+
+
+def parse_answer(text: str, label_set: LabelSet) -> ParsedAnswer:
+    """Read ``Reasoning:`` and ``Label:`` from an answer; a missing, unknown or conflicting label is an error.
+
+    The label word must be one of the set's class names (case-insensitive, trailing punctuation allowed);
+    nothing is inferred from free text.
+    """
+    reasons = _REASON_RE.findall(text)
+    reasoning = reasons[0].strip() if reasons else ""
+    found = [m.strip().strip(".!*'\"`").strip() for m in _LABEL_RE.findall(text)]
+    if not found:
+        return ParsedAnswer(None, reasoning, "no 'Label:' line")
+    names = {c.lower(): c for c in label_set.classes}
+    labels = []
+    for word in found:
+        if word.lower() not in names:
+            return ParsedAnswer(None, reasoning, f"unknown label {word[:40]!r} (expected one of "
+                                                 f"{', '.join(label_set.classes)})")
+        labels.append(names[word.lower()])
+    if len(set(labels)) > 1:
+        return ParsedAnswer(None, reasoning, f"conflicting labels {sorted(set(labels))}")
+    return ParsedAnswer(labels[0], reasoning, None)

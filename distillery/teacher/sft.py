@@ -1,0 +1,71 @@
+"""SFT on reasoning: teach the teacher to write a grounded rationale and a label for the seed pairs.
+
+Targets come from the offline rationale writer (default) or an OpenAI-compatible endpoint with rejection
+sampling; training is TRL's ``SFTTrainer`` on prompt–completion examples, so the loss covers the answer
+only (the prompt tokens are masked).  LoRA by default, merged into the exported weights.
+
+CPU command (tiny profile, seconds)::
+
+    distillery teacher sft --data synthetic:300 --out /tmp/t/sft --profile tiny
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from distillery.config import Config
+from distillery.data.schema import Pair, get_label_set
+from distillery.teacher.endpoint import EndpointClient, endpoint_answers
+from distillery.teacher.model import add_lora, load_for_step, save_teacher
+from distillery.teacher.prompt import PromptBuilder
+from distillery.teacher.rationale import gold_answer
+from distillery.teacher.trainers import Timer, losses, trl_args
+
+
+def sft_examples(pairs: list[Pair], prompter: PromptBuilder, cfg: Config) -> tuple[list[dict[str, str]],
+                                                                                   dict[str, Any]]:
+    """Prompt–completion examples for the labelled ``pairs`` and how the reasoning was obtained."""
+    label_set = prompter.label_set
+    info: dict[str, Any] = {"source": cfg.teacher.rationale_source}
+    if cfg.teacher.rationale_source == "endpoint":
+        client = EndpointClient.from_config(cfg.teacher)
+        answers, stats = endpoint_answers(pairs, label_set, client, cfg.teacher.endpoint_samples,
+                                          prompter.item_fields, prompter.max_field_chars)
+        info.update(asked=stats.asked, accepted=stats.accepted, rejected=len(stats.rejected_pairs))
+        kept = [(p, a) for p, a in zip(pairs, answers, strict=True) if a is not None]
+    else:
+        kept = [(p, gold_answer(p, label_set)) for p in pairs]
+    if not kept:
+        raise ValueError("no SFT example left (every endpoint answer disagreed with the gold label)")
+    prompts = prompter.build([p for p, _ in kept])
+    return [{"prompt": pr, "completion": a} for pr, (_, a) in zip(prompts, kept, strict=True)], info
+
+
+def run_sft(pairs: list[Pair], cfg: Config, out: str | Path, base: str | None = None) -> dict[str, Any]:
+    """Fine-tune ``base`` (a teacher directory, else ``teacher.model``) on reasoning for ``pairs``; save to ``out``."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    out = Path(out)
+    tok, model, meta = load_for_step(base, cfg)
+    prompter = PromptBuilder(tok, get_label_set(meta.label_set), meta.item_fields, meta.max_prompt_tokens,
+                             meta.max_field_chars)
+    examples, info = sft_examples(pairs, prompter, cfg)
+    model = add_lora(model, cfg.teacher)
+    args = SFTConfig(**trl_args(cfg.teacher.sft, cfg.teacher, out), completion_only_loss=True,
+                     max_length=meta.max_prompt_tokens + cfg.teacher.max_new_tokens + 8, packing=False)
+    tok.padding_side = "right"  # TRL pads on the right for training; inference sets it back to left
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tok)
+    with Timer() as t:
+        trainer.train()
+    tok.padding_side = "left"
+    curve = losses(trainer.state.log_history)
+    summary = {"step": "sft", "examples": len(examples), "rationales": info, "seconds": round(t.seconds, 1),
+               "loss_first": curve[0] if curve else None, "loss_last": curve[-1] if curve else None,
+               "losses": curve, "sample": examples[0]["completion"], "base": base or cfg.teacher.model}
+    meta.steps.append({k: v for k, v in summary.items() if k != "losses"})
+    save_teacher(model, tok, meta, out)
+    (out / "sft_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return summary

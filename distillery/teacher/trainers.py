@@ -1,0 +1,56 @@
+"""What every teacher training step shares: seed-pair selection, TRL arguments for CPU or GPU, loss logs."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from distillery.config import Config, TeacherConfig, TeacherStepConfig
+from distillery.data.schema import Pair
+from distillery.data.splits import Splits, split_pairs
+
+
+def seed_pairs(pairs: list[Pair], cfg: Config) -> tuple[list[Pair], Splits]:
+    """The human-labelled seed pairs of the training queries (capped by ``teacher.max_seed_pairs``)."""
+    splits = split_pairs(pairs, cfg.data)
+    seed = [p for p in splits.seed if p.label is not None]
+    if not seed:
+        raise ValueError("the data has no labelled seed pairs (data.seed_fraction of the training queries)")
+    cap = cfg.teacher.max_seed_pairs
+    if cap and len(seed) > cap:
+        seed = random.Random(cfg.teacher.seed).sample(seed, cap)
+    return seed, splits
+
+
+def trl_args(step: TeacherStepConfig, tcfg: TeacherConfig, out: str | Path) -> dict[str, Any]:
+    """Keyword arguments shared by ``SFTConfig`` and ``DPOConfig``: fp32, no checkpoints, logs every step."""
+    cuda = torch.cuda.is_available()
+    return {
+        "output_dir": str(Path(out) / "trainer"), "num_train_epochs": step.epochs,
+        "max_steps": step.max_steps or -1, "learning_rate": step.lr, "per_device_train_batch_size": step.batch_size,
+        "lr_scheduler_type": "linear", "warmup_steps": 0.1, "weight_decay": 0.0, "seed": tcfg.seed,
+        "logging_steps": 1, "save_strategy": "no", "report_to": "none", "use_cpu": not cuda,
+        # Recomputing activations only saves memory we do not lack for these models, and costs a third more time.
+        "gradient_checkpointing": False, "bf16": False, "fp16": False, "dataloader_num_workers": 0,
+        "disable_tqdm": False,
+    }
+
+
+def losses(log_history: list[dict[str, Any]]) -> list[float]:
+    return [float(r["loss"]) for r in log_history if "loss" in r]
+
+
+class Timer:
+    """Wall time of a block, in seconds."""
+
+    def __enter__(self) -> Timer:
+        self.start = time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start

@@ -1,0 +1,31 @@
+"""Triton python backend: the exported student on onnxruntime (logic in distillery.serving.runtime).
+
+The dynamic batcher's requests are padded to one length and run as one onnxruntime call.
+"""
+
+import json
+import os
+
+import triton_python_backend_utils as pb_utils
+
+from distillery.serving.preprocess import INPUT_NAMES
+from distillery.serving.runtime import OnnxStudent, merge_requests, split_rows
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        params = json.loads(args["model_config"]).get("parameters", {})
+        threads = int(params.get("intra_op_threads", {}).get("string_value", "0"))
+        path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
+        self.student = OnnxStudent(path, threads=threads)
+
+    def execute(self, requests):
+        try:
+            feeds = [{n: pb_utils.get_input_tensor_by_name(r, n).as_numpy() for n in INPUT_NAMES} for r in requests]
+            merged, counts = merge_requests(feeds)
+            per_request = split_rows(self.student.run(merged), counts)
+        except Exception as exc:
+            error = pb_utils.TritonError(str(exc))
+            return [pb_utils.InferenceResponse(error=error) for _ in requests]
+        return [pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(k, v) for k, v in out.items()])
+                for out in per_request]

@@ -1,0 +1,29 @@
+"""Triton python backend: the server-side tokenizer (logic in distillery.serving.preprocess)."""
+
+import json
+import os
+
+import triton_python_backend_utils as pb_utils
+
+from distillery.serving.preprocess import INPUT_NAMES, TextEncoder
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        params = json.loads(args["model_config"]).get("parameters", {})
+        pad_to = int(params.get("pad_to_length", {}).get("string_value", "0"))
+        version_dir = os.path.join(args["model_repository"], args["model_version"])
+        self.encoder = TextEncoder.from_dir(os.path.join(version_dir, "student"), pad_to=pad_to)
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            try:
+                feeds = self.encoder.encode_request(
+                    pb_utils.get_input_tensor_by_name(request, "QUERY").as_numpy(),
+                    pb_utils.get_input_tensor_by_name(request, "ITEM").as_numpy())
+                outputs = [pb_utils.Tensor(n, feeds[n]) for n in INPUT_NAMES]
+                responses.append(pb_utils.InferenceResponse(output_tensors=outputs))
+            except Exception as exc:  # one bad request must not fail the others in its batch
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))))
+        return responses

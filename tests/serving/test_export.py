@@ -1,0 +1,118 @@
+"""ONNX export, the parity gate, int8, and the repository layout (no server)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from distillery.export.parity import ParityError, compare, gate
+from distillery.export.repository import MANIFEST, RepositoryOptions, render, write_version
+from distillery.serving.runtime import OnnxStudent, merge_requests, split_rows
+from tests.serving.conftest import ITEMS, QUERIES
+
+
+def test_manifest_records_passing_gate_and_int8_agreement(repo: Path):
+    manifest = json.loads((repo / MANIFEST).read_text())
+    assert manifest["champion"] == 1 and set(manifest["versions"]) == {"1", "2"}
+    v1 = {r["name"]: r for r in manifest["versions"]["1"]["parity"]}
+    assert v1["onnx fp32"]["passed"] and v1["onnx fp32"]["max_abs_diff"] <= 1e-4
+    assert v1["onnx fp32 fused"]["agreement"] >= 0.999
+    v2 = {r["name"]: r for r in manifest["versions"]["2"]["parity"]}
+    assert v2["onnx int8"]["tolerance"] is None  # measured and reported, not gated
+    assert manifest["versions"]["2"]["precision"] == "int8"
+    report = (repo / "export-report-v1.md").read_text()
+    assert "| onnx fp32 | 40 |" in report and "champion" in report and (repo / "export-report-v1.png").exists()
+    assert "challenger (`relevance_v2`)" in (repo / "export-report-v2.md").read_text()
+
+
+def test_gate_fails_with_figures():
+    ref = np.array([[1.0, 0.0, -1.0], [0.0, 2.0, 0.0]], dtype=np.float32)
+    ok = compare("onnx fp32", ref, ref + 5e-5)
+    assert gate(ok).passed
+    bad = compare("onnx fp32", ref, ref + np.array([[0.0, 0.0, 0.0], [0.0, -3.0, 0.0]], dtype=np.float32))
+    assert bad.agreement == 0.5
+    with pytest.raises(ParityError, match=r"max \|Δlogit\| 3.00e\+00, label agreement 50.00%"):
+        gate(bad)
+    with pytest.raises(ParityError, match="output shape"):
+        compare("onnx fp32", ref, ref[:, :2])
+
+
+def test_dynamic_axes_and_request_merging(repo: Path, students):
+    """One graph serves any batch and length; merged padded requests give each request's own answer."""
+    from distillery.serving.preprocess import TextEncoder
+
+    student = OnnxStudent(repo / "student" / "1" / "model.onnx")
+    enc = TextEncoder.from_dir(students[0])
+    a, b = enc.encode(QUERIES[:1], ITEMS[:1]), enc.encode(QUERIES[1:], ITEMS[1:])
+    assert a["input_ids"].shape[1] < b["input_ids"].shape[1]
+    merged, counts = merge_requests([a, b])
+    split = split_rows(student.run(merged), counts)
+    for alone, together in zip((student.run(a), student.run(b)), split, strict=True):
+        np.testing.assert_allclose(together["probs"], alone["probs"], atol=1e-5)
+        np.testing.assert_allclose(together["probs"].sum(1), 1.0, atol=1e-5)
+
+
+def test_repository_layout_and_pins(repo: Path):
+    for path in ("tokenizer/1/model.py", "tokenizer/2/student/tokenizer.json", "tokenizer/1/student/distillery.json",
+                 "student/1/model.onnx", "student/2/model.py", "relevance/1", "relevance_v1/1", "relevance_v2/1"):
+        assert (repo / path).exists(), path
+    champion = (repo / "relevance" / "config.pbtxt").read_text()
+    assert 'platform: "ensemble"' in champion and champion.count("model_version: 1") == 2
+    assert (repo / "relevance_v2" / "config.pbtxt").read_text().count("model_version: 2") == 2
+    student_cfg = (repo / "student" / "config.pbtxt").read_text()
+    assert "version_policy: { all {} }" in student_cfg and "max_batch_size: 16" in student_cfg
+    assert "dims: [ 3 ]" in student_cfg and "dynamic_batching" in student_cfg
+
+
+def test_cluster_variants_and_label_set_guard(repo: Path, students, tmp_path: Path):
+    onnx = repo / "student" / "1" / "model.onnx"
+    opts = RepositoryOptions(variants=("python", "onnxruntime", "tensorrt"), serve_with="tensorrt")
+    write_version(students[0], tmp_path, 3, onnx, opts)
+    trt = (tmp_path / "student_trt" / "config.pbtxt").read_text()
+    assert 'platform: "tensorrt_plan"' in trt and "KIND_GPU" in trt and "preferred_batch_size: [ 8 ]" in trt
+    assert 'platform: "onnxruntime_onnx"' in (tmp_path / "student_onnx" / "config.pbtxt").read_text()
+    assert 'model_name: "student_trt"' in (tmp_path / "relevance" / "config.pbtxt").read_text()
+    meta = json.loads((students[1] / "distillery.json").read_text())
+    other = tmp_path / "other"
+    other.mkdir()
+    for f in students[1].iterdir():
+        (other / f.name).write_bytes(f.read_bytes())
+    (other / "distillery.json").write_text(json.dumps({**meta, "classes": ["A", "B"]}))
+    with pytest.raises(ValueError, match="must share the label set"):
+        write_version(other, tmp_path, 4, onnx, opts)
+    with pytest.raises(ValueError, match="serve_with"):
+        RepositoryOptions(variants=("python",), serve_with="tensorrt")
+
+
+def test_render_names_missing_field(tmp_path: Path):
+    tpl = tmp_path / "config.pbtxt"
+    tpl.write_text("max_batch_size: ${max_batch}\n")
+    with pytest.raises(ValueError, match=r"no value for \$\{max_batch\}"):
+        render(tpl)
+
+
+def test_repository_to_s3(students, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """build_repository writes an s3:// URI through distillery.storage, and extends it on the next version."""
+    from moto.server import ThreadedMotoServer
+
+    from distillery import storage
+    from distillery.export.repository import build_repository
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        for var, value in (("AWS_ENDPOINT_URL", f"http://{host}:{port}"), ("AWS_ACCESS_KEY_ID", "testing"),
+                           ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_DEFAULT_REGION", "us-east-1")):
+            monkeypatch.setenv(var, value)
+        monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+        storage.client().create_bucket(Bucket="models")
+        build_repository(students[0], "s3://models/relevance", 1, queries=QUERIES, items=ITEMS)
+        local = storage.fetch("s3://models/relevance", tmp_path / "cache")
+        assert (Path(local) / "student" / "1" / "model.onnx").exists()
+        assert json.loads((Path(local) / MANIFEST).read_text())["champion"] == 1
+    finally:
+        server.stop()

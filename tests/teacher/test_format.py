@@ -1,0 +1,71 @@
+"""Answer format, parser, prompt budget, rationale writer and programmatic checks (no model weights)."""
+
+from __future__ import annotations
+
+import pytest
+
+from distillery.config import ConfigError, load_config
+from distillery.data import FOUR_CLASS, THREE_CLASS, Pair, load_pairs
+from distillery.teacher.checks import check_answer, stance
+from distillery.teacher.model import smollm2_tokenizer
+from distillery.teacher.prompt import PromptBuilder, format_answer, parse_answer
+from distillery.teacher.rationale import gold_answer
+
+
+def test_parse_round_trip_and_failures() -> None:
+    ok = parse_answer(format_answer("It is a red  shoe.", "Partial"), THREE_CLASS)
+    assert (ok.label, ok.reasoning, ok.error) == ("Partial", "It is a red shoe.", None)
+    assert parse_answer("Reasoning: x\nlabel: exact.", THREE_CLASS).label == "Exact"
+    assert parse_answer("Reasoning: x\nLabel: Substitute", FOUR_CLASS).label == "Substitute"
+    for text, err in [("This shoe is great", "no 'Label:'"), ("Label: Maybe", "unknown label"),
+                      ("Label: Exact\nLabel: Irrelevant", "conflicting"),
+                      ("Reasoning: x\nLabel: Substitute", "unknown label")]:
+        parsed = parse_answer(text, THREE_CLASS)
+        assert parsed.label is None and err in (parsed.error or ""), text
+
+
+def test_prompt_keeps_the_query_whole_and_fits_the_budget() -> None:
+    tok = smollm2_tokenizer()
+    query = "waterproof hiking boots for women size 8 wide"
+    pair = Pair("q", query, "i", title="Boot " * 50, description="long text " * 400)
+    builder = PromptBuilder(tok, THREE_CLASS, ["title", "description"], 120, 10_000)
+    (prompt,) = builder.build([pair])
+    assert f"Query: {query}" in prompt
+    assert len(tok(prompt, add_special_tokens=False)["input_ids"]) <= 120
+    prefix = builder.shared_prefix()
+    assert prefix and prompt.startswith(prefix)
+    whole = tok(prompt, add_special_tokens=False)["input_ids"]
+    parts = tok([prefix, prompt[len(prefix):]], add_special_tokens=False)["input_ids"]
+    assert parts[0] + parts[1] == whole
+
+
+def test_rationales_are_grounded_consistent_and_well_formed() -> None:
+    pairs = load_pairs("synthetic:60")
+    for p in pairs:
+        answer = gold_answer(p, THREE_CLASS)
+        scores = check_answer(p, answer, THREE_CLASS)
+        assert scores["label"] == scores["format"] == scores["consistency"] == 1.0, answer
+        assert scores["grounding"] >= 0.8, answer
+    p = pairs[0]
+    wrong = "Exact" if THREE_CLASS.index(p.label or "") != 0 else "Irrelevant"
+    bad = check_answer(p, format_answer("Made of unicorn dust and moonlight, so it meets the query.", wrong),
+                       THREE_CLASS)
+    assert bad["label"] == 0.0 and bad["grounding"] < 0.5
+    assert check_answer(p, "great product!!", THREE_CLASS)["format"] == 0.0
+
+
+def test_stance_reads_the_conclusion() -> None:
+    assert stance("It has 'towels' but lacks 'blue', so it meets the query.") == "exact"
+    assert stance("It has 'towels' but lacks 'blue', so it meets the query only in part.") == "partial"
+    assert stance("The item is a lamp, so it is not what the query asks for.") == "irrelevant"
+
+
+def test_teacher_config_validation_names_the_field() -> None:
+    with pytest.raises(ConfigError, match=r"teacher.dpo.lr"):
+        load_config("tiny", overrides={"teacher": {"dpo": {"lr": "3"}}})
+    with pytest.raises(ConfigError, match=r"teacher.reward_weights"):
+        load_config("tiny", overrides={"teacher": {"reward_weights": "1,2"}})
+    with pytest.raises(ConfigError, match=r"teacher.endpoint_base_url"):
+        load_config("tiny", overrides={"teacher": {"rationale_source": "endpoint"}})
+    cfg = load_config("full", overrides={"teacher": {"dpo": {"epochs": "2"}}})
+    assert cfg.teacher.dpo.lr == 5e-5  # a partial override keeps the step's own defaults
