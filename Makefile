@@ -2,7 +2,7 @@
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-extra.txt | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-extra.txt distillery/serving/stubenv.py | sha1sum | cut -c1-12)
 
 .PHONY: install run test lint clean
 
@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml requirements-extra.txt
 	$(BIN)/pip install -q -e ".[test]"
 	# Packages whose declared dependencies are not needed and would pull native builds (see the file).
 	$(BIN)/pip install -q --no-deps -r requirements-extra.txt
+	# Triton's bundled python-backend stub needs numpy<2: it runs in a small venv of its own.
+	$(BIN)/distillery serve --setup-env
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)

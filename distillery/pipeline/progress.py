@@ -59,6 +59,8 @@ class TaskLog:
 
     def write(self, text: str) -> int:
         with self._lock:
+            if self.log.closed:  # a late line after the run: nowhere to keep it
+                return len(text)
             self.log.write(text)
             self._partial += text
             *lines, self._partial = self._partial.split("\n")
@@ -67,7 +69,8 @@ class TaskLog:
         return len(text)
 
     def flush(self) -> None:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
 
     def isatty(self) -> bool:
         return False
@@ -130,14 +133,16 @@ def capture(sink: TaskLog) -> Any:
     def _ctx() -> Any:
         root = logging.getLogger()
         handler = _LogHandler(sink)
-        old_level = root.level
+        old_level, old_handlers = root.level, root.handlers[:]
         root.addHandler(handler)
         root.setLevel(logging.INFO)
         try:
             with contextlib.redirect_stdout(sink):
                 yield sink
         finally:
-            root.removeHandler(handler)
+            # Put back exactly the handlers we found: kfp.local swaps the root handlers per task, and
+            # overlapping tasks can leave one of its handlers (writing to this sink) behind.
+            root.handlers[:] = old_handlers
             root.setLevel(old_level)
             sink.flush()
 

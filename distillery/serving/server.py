@@ -7,6 +7,8 @@
 Only the python backend ships in that wheel, so a local repository serves the student through the
 python-backend ``student`` model (onnxruntime); see ``stubenv`` for the environment its stub needs.
 A model that fails to load stops the server, and :class:`ModelLoadError` names it with Triton's reason.
+The server gets SIGINT when the thread that started it exits (Linux ``PR_SET_PDEATHSIG``), so a killed
+launcher leaves no orphan: start it from a thread that lives as long as the server should.
 """
 
 from __future__ import annotations
@@ -64,6 +66,17 @@ def make_backend_dir(root: Path) -> Path:
                 wheel / "python_backend_stubs" / "3.11" / "triton_python_backend_stub"):
         (py / src.name).symlink_to(src)
     return root
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: Linux sends it SIGINT when the launching process dies, so a
+    launcher killed with SIGKILL leaves no orphaned server behind."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGINT)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the server then outlives a killed launcher
+        pass
 
 
 def free_port() -> int:
@@ -143,7 +156,8 @@ class TritonServer:
         with open(self._tmp / "tritonserver.log", "wb") as log:
             # Own session: Ctrl-C in a terminal reaches us first, and we stop the server in order.
             self.process = subprocess.Popen(self.command(backend), stdout=log, stderr=subprocess.STDOUT,
-                                            env=stub_environ(self.env_dir), start_new_session=True)
+                                            env=stub_environ(self.env_dir), start_new_session=True,
+                                            preexec_fn=_die_with_parent)
         try:
             self._wait_ready()
         except BaseException:

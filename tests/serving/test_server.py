@@ -99,4 +99,4 @@ def test_serve_cli_stops_cleanly_on_ctrl_c(repo: Path):
             RelevanceClient(http, timeout_s=2).live()
     finally:
         if proc.poll() is None:
-            proc.kill()
+            proc.kill()  # Triton then gets SIGINT from the kernel (PR_SET_PDEATHSIG)
