@@ -59,7 +59,7 @@ def perplexity(model: Any, blocks: torch.Tensor, batch_size: int) -> float:
     model.eval()
     total, count = 0.0, 0
     for i in range(0, len(blocks), batch_size):
-        x = blocks[i:i + batch_size]
+        x = blocks[i:i + batch_size].to(model.device)
         loss = model(input_ids=x, labels=x).loss
         total += float(loss) * x.numel()
         count += x.numel()
@@ -82,7 +82,7 @@ def train_lm(model: Any, blocks: torch.Tensor, cfg: Config) -> list[float]:
         k = (s % per_epoch) * step.batch_size
         if k == 0 and s:
             order = torch.randperm(len(blocks), generator=g)
-        x = blocks[order[k:k + step.batch_size]]
+        x = blocks[order[k:k + step.batch_size]].to(model.device)
         loss = model(input_ids=x, labels=x).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -103,6 +103,8 @@ def run_dapt(pairs: list[Pair], cfg: Config, out: str | Path, base: str | None =
     blocks = pack(tok, platform_texts(train_pairs, t.dapt_max_texts, t.seed), t.dapt_block_size)
     n_eval = max(1, round(len(blocks) * t.dapt_eval_fraction))
     held, train = blocks[:n_eval], blocks[n_eval:]
+    if torch.cuda.is_available():
+        model.to(torch.device("cuda"))  # type: ignore[arg-type]
     model = add_lora(model, t)
     ppl_before = perplexity(model, held, t.dapt.batch_size)
     with Timer() as timer:

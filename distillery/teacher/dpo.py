@@ -24,7 +24,7 @@ from distillery.data.schema import Pair
 from distillery.teacher.inference import load_teacher
 from distillery.teacher.model import save_teacher
 from distillery.teacher.reward import RewardScorer
-from distillery.teacher.trainers import Timer, losses, trl_args
+from distillery.teacher.trainers import Timer, losses, remove_empty, trl_args
 
 
 def preference_pairs(prompts: list[str], answers: list[list[str]], scores: list[np.ndarray], min_margin: float
@@ -89,6 +89,7 @@ def run_dpo(pairs: list[Pair], cfg: Config, out: str | Path, base: str, reward_d
     with Timer() as timer:
         trainer.train()
     tok.padding_side = "left"
+    remove_empty(out / "trainer")
     curve = losses(trainer.state.log_history)
     summary = {"step": "dpo", **info, "seconds": round(timer.seconds, 1), "loss_first": curve[0] if curve else None,
                "loss_last": curve[-1] if curve else None, "base": base, "reward": reward_dir}

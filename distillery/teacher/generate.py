@@ -53,6 +53,8 @@ class Decoder:
         params = inspect.signature(model.forward).parameters
         self.cache_kw = "cache" if "cache" in params else "past_key_values"
         self._prefix: tuple[str, tuple[list[int], DynamicCache]] | None = None
+        # Book-keeping stays on the CPU; only the model's inputs go to its device and last logits come back.
+        self.device = next(model.parameters()).device
 
     def _label_first_tokens(self) -> list[list[int]]:
         """First token of each class word, with and without a leading space; they must differ across classes."""
@@ -77,9 +79,8 @@ class Decoder:
             return self._prefix[1]
         ids: list[int] = self.tok(prefix, add_special_tokens=False)["input_ids"]
         cache = DynamicCache()
-        self.model(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                   position_ids=torch.arange(len(ids))[None], use_cache=True, logits_to_keep=1,
-                   **{self.cache_kw: cache})
+        self._forward(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long), torch.arange(len(ids))[None],
+                      cache)
         self._prefix = (prefix, (ids, cache))
         return ids, cache
 
@@ -95,11 +96,19 @@ class Decoder:
                        add_special_tokens=False)
         mask = torch.cat([torch.ones(n, len(pre_ids), dtype=torch.long), enc["attention_mask"]], dim=1)
         pos = (mask.cumsum(-1) - 1).clamp_min(0)
-        out = self.model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=pos[:, len(pre_ids):],
-                         use_cache=True, logits_to_keep=1, **{self.cache_kw: cache})
+        logits = self._forward(enc["input_ids"], mask, pos[:, len(pre_ids):], cache)
         rows = [pre_ids + ids[m.bool()].tolist()
                 for ids, m in zip(enc["input_ids"], enc["attention_mask"], strict=True)]
-        return cache, mask, pos[:, -1] + 1, out.logits[:, -1], rows
+        return cache, mask, pos[:, -1] + 1, logits, rows
+
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: DynamicCache | None
+                 ) -> torch.Tensor:
+        """Last-position logits (float32, on the CPU) of one forward pass on the model's device."""
+        d = self.device
+        kw = {self.cache_kw: cache, "use_cache": True} if cache is not None else {}
+        out = self.model(input_ids=ids.to(d), attention_mask=mask.to(d), position_ids=pos.to(d), logits_to_keep=1,
+                         **kw)
+        return out.logits[:, -1].float().cpu()
 
     @torch.inference_mode()
     def generate(self, prompts: list[str], max_new_tokens: int, temperature: float = 0.0,
@@ -135,13 +144,11 @@ class Decoder:
                 break
             if not bool(keep.all()):
                 kidx = keep.nonzero().flatten()
-                cache.batch_select_indices(kidx)
+                cache.batch_select_indices(kidx.to(self.device))
                 rows, mask, next_pos, nxt, cue, seen = (t[kidx] for t in (rows, mask, next_pos, nxt, cue, seen))
                 logits = logits[kidx]
             mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
-            out = self.model(input_ids=nxt[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                             use_cache=True, **{self.cache_kw: cache})
-            logits, next_pos = out.logits[:, -1], next_pos + 1
+            logits, next_pos = self._forward(nxt[:, None], mask, next_pos[:, None], cache), next_pos + 1
         gens = [Generation(tokens[i, : lengths[i]].tolist(), len(prompt_ids[i]), probs[i], int(steps[i]))
                 for i in range(n)]
         self._force_missing(prompt_ids, gens)
@@ -174,6 +181,6 @@ class Decoder:
         batch = torch.tensor([[pad] * (width - len(s)) + s for s in seqs])
         m = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs])
         pos = (m.cumsum(-1) - 1).clamp_min(0)
-        logits = self.model(input_ids=batch, attention_mask=m, position_ids=pos, logits_to_keep=1).logits[:, -1]
+        logits = self._forward(batch, m, pos, None)
         for i, pr in zip(todo, self._class_probs(logits).tolist(), strict=True):
             gens[i].label_probs, gens[i].forced_label = pr, True

@@ -121,5 +121,7 @@ def load_teacher(model: str, cfg: Config) -> Teacher:
     if cfg.teacher.threads:
         torch.set_num_threads(cfg.teacher.threads)
     tok, lm, base = load_base(model, cfg.teacher)
+    if torch.cuda.is_available():  # the GPU machine; on a CPU-only host everything stays in fp32 on the CPU
+        lm.to(torch.device("cuda"))  # type: ignore[arg-type]
     meta = TeacherMeta.load(model) if is_teacher_dir(model) else meta_for(base, cfg)
     return Teacher(tok, lm, meta, cfg.teacher, model)

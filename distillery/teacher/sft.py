@@ -21,7 +21,7 @@ from distillery.teacher.endpoint import EndpointClient, endpoint_answers
 from distillery.teacher.model import add_lora, load_for_step, save_teacher
 from distillery.teacher.prompt import PromptBuilder
 from distillery.teacher.rationale import gold_answer
-from distillery.teacher.trainers import Timer, losses, trl_args
+from distillery.teacher.trainers import Timer, losses, remove_empty, trl_args
 
 
 def sft_examples(pairs: list[Pair], prompter: PromptBuilder, cfg: Config) -> tuple[list[dict[str, str]],
@@ -61,6 +61,7 @@ def run_sft(pairs: list[Pair], cfg: Config, out: str | Path, base: str | None = 
     with Timer() as t:
         trainer.train()
     tok.padding_side = "left"
+    remove_empty(out / "trainer")
     curve = losses(trainer.state.log_history)
     summary = {"step": "sft", "examples": len(examples), "rationales": info, "seconds": round(t.seconds, 1),
                "loss_first": curve[0] if curve else None, "loss_last": curve[-1] if curve else None,

@@ -40,6 +40,12 @@ def trl_args(step: TeacherStepConfig, tcfg: TeacherConfig, out: str | Path) -> d
     }
 
 
+def remove_empty(folder: Path) -> None:
+    """TRL creates its output folder even when it saves nothing; keep teacher directories clean."""
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+
+
 def losses(log_history: list[dict[str, Any]]) -> list[float]:
     return [float(r["loss"]) for r in log_history if "loss" in r]
 
