@@ -41,9 +41,9 @@ def test_precedence_defaults_profile_yaml_flags(tmp_path):
 def test_yaml_errors_name_the_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("- just\n- a list\n")
-    with pytest.raises(ConfigError, match="bad.yaml: the config file must hold a mapping"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml: the config file must hold a mapping"):
         load_config("demo", bad)
-    with pytest.raises(ConfigError, match="expected SECTION.FIELD=VALUE"):
+    with pytest.raises(ConfigError, match=r"expected SECTION\.FIELD=VALUE"):
         parse_overrides(["train.lr"])
 
 

@@ -39,7 +39,7 @@ def test_class_weights_are_inverse_frequency():
 
 
 def test_query_is_never_truncated_before_the_item(tiny_config):
-    tokenizer, model = build_student(tiny_config.student, THREE_CLASS)
+    tokenizer, _ = build_student(tiny_config.student, THREE_CLASS)
     from distillery.student.model import encode
 
     long_item = "word " * 400
