@@ -68,17 +68,9 @@ S3_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEF
 
 
 @pytest.fixture()
-def s3() -> Iterator[str]:
-    """An S3 API on loopback (moto's server) for the reports a finished run publishes."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+def s3(s3_server: str) -> str:
+    """An S3 API on loopback (moto's server, tests/conftest.py) for the reports a finished run publishes."""
+    return s3_server
 
 
 @pytest.fixture()

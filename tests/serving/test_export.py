@@ -94,25 +94,13 @@ def test_render_names_missing_field(tmp_path: Path):
         render(tpl)
 
 
-def test_repository_to_s3(students, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_repository_to_s3(students, tmp_path: Path, s3_env: str):
     """build_repository writes an s3:// URI through distillery.storage, and extends it on the next version."""
-    from moto.server import ThreadedMotoServer
-
     from distillery import storage
     from distillery.export.repository import build_repository
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        for var, value in (("AWS_ENDPOINT_URL", f"http://{host}:{port}"), ("AWS_ACCESS_KEY_ID", "testing"),
-                           ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_DEFAULT_REGION", "us-east-1")):
-            monkeypatch.setenv(var, value)
-        monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
-        storage.client().create_bucket(Bucket="models")
-        build_repository(students[0], "s3://models/relevance", 1, queries=QUERIES, items=ITEMS)
-        local = storage.fetch("s3://models/relevance", tmp_path / "cache")
-        assert (Path(local) / "student" / "1" / "model.onnx").exists()
-        assert json.loads((Path(local) / MANIFEST).read_text())["champion"] == 1
-    finally:
-        server.stop()
+    storage.client().create_bucket(Bucket="models")
+    build_repository(students[0], "s3://models/relevance", 1, queries=QUERIES, items=ITEMS)
+    local = storage.fetch("s3://models/relevance", tmp_path / "cache")
+    assert (Path(local) / "student" / "1" / "model.onnx").exists()
+    assert json.loads((Path(local) / MANIFEST).read_text())["champion"] == 1
