@@ -19,19 +19,22 @@ Handler = Callable[[argparse.Namespace], int]
 
 # Registration order is the order of `distillery --help`.
 COMMAND_MODULES = [
+    "distillery.commands.run",
     "distillery.commands.finetune",
+    "distillery.commands.teacher",
     "distillery.commands.annotate",
     "distillery.commands.distill",
-    "distillery.commands.run",
     "distillery.commands.export",
     "distillery.commands.serve",
     "distillery.commands.abtest",
-    "distillery.commands.teacher",
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="distillery", description=(__doc__ or "").splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="distillery",
+        description="Relevance Distillery: distil a reasoning LLM into a fast BERT relevance model, and ship it.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
