@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from tests.students import make_student as make_tiny_student
+
 QUERIES = ["usb c cable", "red summer dress", "wireless mouse for laptop", "kids running shoes size 12",
            "stainless steel water bottle 1l", "a very long query about a garden hose with a brass nozzle"]
 ITEMS = ["Anker USB-C to USB-C cable 2m | Anker | black",
@@ -19,26 +21,7 @@ ITEMS = ["Anker USB-C to USB-C cable 2m | Anker | black",
 
 
 def make_student(out: Path, seed: int) -> Path:
-    """A random-init tiny student whose head is scaled so its labels differ from pair to pair."""
-    from distillery.config import StudentConfig
-    from distillery.data.schema import THREE_CLASS
-    from distillery.student.model import StudentMeta, build_student
-
-    scfg = StudentConfig(model="tiny")
-    tokenizer, model = build_student(scfg, THREE_CLASS, seed=seed)
-    # A random-init BERT pools every input to nearly the same vector; amplify the differences and
-    # centre the logits on sample pairs so the argmax changes from pair to pair.
-    from distillery.student.model import encode
-
-    with torch.no_grad():
-        model.eval()
-        model.classifier.weight.mul_(300.0)
-        logits = model(**encode(tokenizer, QUERIES, ITEMS, 48)).logits
-        model.classifier.bias.sub_(logits.mean(0))
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    StudentMeta("3class", list(THREE_CLASS.classes), list(scfg.item_fields), 48).save(out)
-    return out
+    return make_tiny_student(out, seed, QUERIES, ITEMS)
 
 
 def reference_probs(student: Path, queries: list[str], items: list[str]) -> np.ndarray:
