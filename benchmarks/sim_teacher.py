@@ -12,25 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass
 from typing import Any
 
 from distillery.data.schema import Pair
 from distillery.data.synthetic import PRICE_LEVELS, SIBLINGS
+from distillery.teacher.inference import TeacherAnswer
 
 CLASSES = ("Exact", "Partial", "Irrelevant")
-
-
-@dataclass
-class SimAnswer:
-    label: str
-    label_probs: list[float]
-    reasoning: str
-    raw: str
-    parse_error: str | None
-    prompt_tokens: int
-    generated_tokens: int
-    forced_label: bool = False
 
 
 def _level(price: int) -> str:
@@ -55,7 +43,7 @@ class SimTeacher:
     def _rng(self, p: Pair) -> random.Random:
         return random.Random(hashlib.sha1(f"{self.seed}|{p.query_id}|{p.item_id}".encode()).hexdigest())
 
-    def _one(self, p: Pair) -> SimAnswer:
+    def _one(self, p: Pair) -> TeacherAnswer:
         rng, intent, svc = self._rng(p), p.meta["intent"], _service(p)
         checks = [(a, intent[a]) for a in ("type", "attr", "district", "price_level") if intent.get(a)]
         skipped = rng.choice(checks)[0] if checks and rng.random() < self.overlook else None
@@ -79,8 +67,8 @@ class SimTeacher:
         conf = rng.uniform(0.55, 0.9)
         probs = [conf if c == label else (1 - conf) / 2 for c in CLASSES]
         reasoning = "; ".join(facts) + "."
-        return SimAnswer(label, probs, reasoning, f"Reasoning: {reasoning}\nLabel: {label}", None,
+        return TeacherAnswer(label, probs, reasoning, f"Reasoning: {reasoning}\nLabel: {label}", None,
                          60 + len(p.title.split()), len(reasoning.split()) + 3)
 
-    def answer(self, pairs: list[Pair], batch_size: int | None = None) -> list[SimAnswer]:
+    def answer(self, pairs: list[Pair], batch_size: int | None = None) -> list[TeacherAnswer]:
         return [self._one(p) for p in pairs]

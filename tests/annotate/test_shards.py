@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,17 +22,7 @@ from distillery.annotation import (
 from distillery.config import load_config
 from distillery.data.schema import Pair
 from distillery.data.synthetic import generate
-
-
-@dataclass
-class FakeAnswer:
-    label: str
-    label_probs: list[float]
-    reasoning: str
-    raw: str
-    parse_error: str | None
-    prompt_tokens: int
-    generated_tokens: int
+from distillery.teacher.inference import TeacherAnswer
 
 
 class FakeTeacher:
@@ -42,7 +31,7 @@ class FakeTeacher:
     def __init__(self) -> None:
         self.asked = 0
 
-    def answer(self, pairs: list[Pair], batch_size: int) -> list[FakeAnswer]:
+    def answer(self, pairs: list[Pair], batch_size: int) -> list[TeacherAnswer]:
         self.asked += len(pairs)
         out = []
         for p in pairs:
@@ -50,7 +39,7 @@ class FakeTeacher:
             label = ("Exact", "Partial", "Irrelevant")[k]
             probs = [0.1, 0.1, 0.1]
             probs[k] = 0.8
-            out.append(FakeAnswer(label, probs, f"the item {p.title} for {p.query}", f"Reasoning: …\nLabel: {label}",
+            out.append(TeacherAnswer(label, probs, f"the item {p.title} for {p.query}", f"Reasoning: …\nLabel: {label}",
                                   "no 'Label:' line" if k == 2 and len(p.query) % 5 == 0 else None, 40, 12))
         return out
 
