@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from distillery.config import Config, save_config
-from distillery.data.schema import DataError, LabelSet, Pair, get_label_set, label_indices
-from distillery.data.splits import Splits, split_pairs
+from distillery.data.schema import DataError, LabelSet, Pair, label_indices
+from distillery.data.splits import Splits
 from distillery.evaluate import compute_metrics, metrics_table, save_curves_png, write_json
 from distillery.student.crsd import crsd_loss_fn, label_loss_fn
-from distillery.student.finetune import evaluate_pairs
+from distillery.student.finetune import evaluate_pairs, prepare_run
 from distillery.student.model import StudentMeta, build_student
 from distillery.student.predictor import Classifier
 from distillery.student.trainer import Example, class_weights, fit
@@ -133,15 +133,7 @@ def save_student(model: Any, tokenizer: Any, model_dir: Path, meta: StudentMeta)
 def run_distill(pairs: list[Pair], annotations: Annotations, cfg: Config, out_dir: str | Path, *,
                 method: str = "crsd", data_name: str = "", variant: str = "") -> dict[str, Any]:
     """Train the student with ``method``, evaluate on validation and test queries, write a report."""
-    if method not in METHODS:
-        raise ValueError(f"--method {method!r}: must be one of {', '.join(METHODS)}")
-    out = Path(out_dir)
-    model_dir = out / "model"
-    model_dir.mkdir(parents=True, exist_ok=True)
-    label_set = get_label_set(cfg.data.label_set)
-    splits = split_pairs(pairs, cfg.data)
-    if not splits.val:
-        raise ValueError("distill needs validation queries: set data.val_fraction above 0")
+    out, model_dir, label_set, splits = prepare_run(pairs, cfg, out_dir, method, METHODS, "distill")
     examples, counts = build_examples(splits, annotations, method, label_set, cfg)
     t0 = time.perf_counter()
     tokenizer, model = build_student(cfg.student, label_set, seed=cfg.train.seed)

@@ -52,19 +52,25 @@ def split_manifest(splits: Splits) -> dict[str, list[str]]:
     return {name: sorted({p.query_id for p in getattr(splits, name)}) for name in ("seed", "logs", "val", "test")}
 
 
-def run_finetune(pairs: list[Pair], cfg: Config, out_dir: str | Path, *, method: str = "bert",
-                 seed_only: bool = False, data_name: str = "") -> dict[str, Any]:
-    """Split, train, evaluate and report.  Returns (and writes) ``metrics.json``."""
-    if method not in METHODS:
-        raise ValueError(f"--method {method!r}: must be one of {', '.join(METHODS)}")
+def prepare_run(pairs: list[Pair], cfg: Config, out_dir: str | Path, method: str, methods: tuple[str, ...],
+                command: str) -> tuple[Path, Path, LabelSet, Splits]:
+    """What every training command does first: check the method, make ``OUT/model``, split by query."""
+    if method not in methods:
+        raise ValueError(f"--method {method!r}: must be one of {', '.join(methods)}")
     out = Path(out_dir)
     model_dir = out / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
-    label_set = get_label_set(cfg.data.label_set)
     splits = split_pairs(pairs, cfg.data)
-    train = splits.seed if seed_only else splits.train
     if not splits.val:
-        raise ValueError("finetune needs validation queries: set data.val_fraction above 0")
+        raise ValueError(f"{command} needs validation queries: set data.val_fraction above 0")
+    return out, model_dir, get_label_set(cfg.data.label_set), splits
+
+
+def run_finetune(pairs: list[Pair], cfg: Config, out_dir: str | Path, *, method: str = "bert",
+                 seed_only: bool = False, data_name: str = "") -> dict[str, Any]:
+    """Split, train, evaluate and report.  Returns (and writes) ``metrics.json``."""
+    out, model_dir, label_set, splits = prepare_run(pairs, cfg, out_dir, method, METHODS, "finetune")
+    train = splits.seed if seed_only else splits.train
     t0 = time.perf_counter()
     fit_result: FitResult | None = None
     if method == "lexical":
