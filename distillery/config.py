@@ -164,7 +164,7 @@ class LexicalConfig:
 class AnnotateConfig:
     """Sharded, crash-safe annotation of unlabelled log pairs by the teacher."""
 
-    batch_size: int = 32
+    batch_size: int = 64
     """Pairs per teacher generation batch.  Decoding reads every weight once per step whatever the batch, so
     larger batches amortise that memory traffic.  Batches sit on a fixed grid of the shard's pair order so that
     a resumed shard regenerates exactly the batches an uninterrupted run would (same padding, same outputs)."""
@@ -283,8 +283,15 @@ class TeacherConfig:
     """Characters kept of each item field before token truncation (long descriptions)."""
     max_new_tokens: int = 64
     """Generated tokens per answer (reasoning + label)."""
-    batch_size: int = 16
-    """Prompts per generation batch."""
+    batch_size: int = 32
+    """Prompts per generation batch (evaluation and DPO sampling; annotation has its own)."""
+    infer_dtype: str = "auto"
+    """Weights dtype for generation: ``float32``, ``bfloat16``, or ``auto`` (bfloat16 on a GPU that has it and
+    on CPUs with native bf16 matrix units — AMX or AVX512-BF16 — float32 elsewhere).  Training is always
+    float32; the dtype is part of the teacher's recorded identity."""
+    mixed_precision: str = "auto"
+    """Training precision of DAPT, SFT and DPO: ``no`` (float32), ``bf16`` (bf16 autocast, float32 master
+    weights) or ``auto`` (bf16 where the hardware runs it natively, as for ``infer_dtype``)."""
     lora: bool = True
     """Train LoRA adapters (merged for export); ``false``: full fine-tuning."""
     lora_r: int = 16
@@ -355,6 +362,8 @@ class TeacherConfig:
         _in_range("teacher.max_field_chars", self.max_field_chars, 16, 10**6)
         _in_range("teacher.max_new_tokens", self.max_new_tokens, 4, 4096)
         _in_range("teacher.batch_size", self.batch_size, 1, 4096)
+        _one_of("teacher.infer_dtype", self.infer_dtype, ("auto", "float32", "bfloat16"))
+        _one_of("teacher.mixed_precision", self.mixed_precision, ("auto", "no", "bf16"))
         _in_range("teacher.lora_r", self.lora_r, 1, 1024)
         _in_range("teacher.lora_alpha", self.lora_alpha, 1, 4096)
         _in_range("teacher.lora_dropout", self.lora_dropout, 0.0, 0.9)
@@ -518,6 +527,7 @@ PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         "train": {"epochs": 2, "batch_size": 8, "lr": 1e-3, "eval_batch_size": 32, "patience": 2},
         "data": {"max_queries": 0},
         "teacher": {"model": "tiny", "max_prompt_tokens": 224, "max_new_tokens": 24, "batch_size": 8,
+                    "infer_dtype": "float32", "mixed_precision": "no",
                     "lora_r": 4, "lora_alpha": 8, "reward_encoder": "tiny", "reward_max_length": 96,
                     "samples_per_prompt": 3, "dapt_block_size": 64, "dpo_min_margin": 0.0,
                     "dapt": {"lr": 3e-3, "batch_size": 4, "epochs": 2}, "sft": {"lr": 3e-3, "batch_size": 4},

@@ -41,6 +41,10 @@ class MergeReport:
     generated_tokens_per_cpu_second: float = 0.0
     """Generated tokens per second of CPU time the shard processes spent (per busy core with 1 thread)."""
     pairs_per_cpu_second: float = 0.0
+    decode_tokens_per_second: float = 0.0
+    """Tokens per second of the decoding steps alone, per shard (prefill excluded; 0 when not recorded)."""
+    prefill_tokens_per_second: float = 0.0
+    """Prompt tokens per second of the prefill passes alone, per shard."""
     teacher: dict[str, Any] = field(default_factory=dict)
 
     def to_markdown(self) -> str:
@@ -52,7 +56,8 @@ class MergeReport:
                 f"prompt tokens/s, {self.generated_tokens_per_second:.1f} generated tokens/s; all shards side by "
                 f"side: {self.pairs_per_second_all_shards:.2f} pairs/s. Per CPU-second: "
                 f"{self.pairs_per_cpu_second:.2f} pairs, {self.generated_tokens_per_cpu_second:.1f} "
-                "generated tokens.\n")
+                f"generated tokens. Phases: prefill {self.prefill_tokens_per_second:.0f} prompt tokens/s, "
+                f"decoding {self.decode_tokens_per_second:.0f} tokens/s.\n")
 
 
 def _names(keys: list[Key]) -> str:
@@ -88,6 +93,7 @@ def _throughput(paths: list[ShardPaths]) -> dict[str, float]:
     """Rates over the shards' generation time (model loading excluded); CPU time gives the rate per busy core,
     which a machine shared with other work does not distort."""
     rates, pairs, secs, cpu, ptok, gtok = [], 0, 0.0, 0.0, 0, 0
+    phase = {"decode_seconds": 0.0, "decode_tokens": 0.0, "prefill_seconds": 0.0, "prefill_tokens": 0.0}
     for sp in paths:
         s_pairs, s_secs = 0, 0.0
         for rec in _stats_lines(sp.stats):
@@ -96,6 +102,8 @@ def _throughput(paths: list[ShardPaths]) -> dict[str, float]:
             cpu += float(rec.get("cpu_seconds", 0.0))
             ptok += int(rec.get("prompt_tokens", 0))
             gtok += int(rec.get("generated_tokens", 0))
+            for k in phase:
+                phase[k] += float(rec.get(k, 0.0))
         pairs, secs = pairs + s_pairs, secs + s_secs
         if s_secs > 0:
             rates.append(s_pairs / s_secs)
@@ -104,7 +112,13 @@ def _throughput(paths: list[ShardPaths]) -> dict[str, float]:
     return {"pairs_per_second": pairs / secs, "pairs_per_second_all_shards": sum(rates),
             "prompt_tokens_per_second": ptok / secs, "generated_tokens_per_second": gtok / secs,
             "generated_tokens_per_cpu_second": gtok / cpu if cpu > 0 else 0.0,
-            "pairs_per_cpu_second": pairs / cpu if cpu > 0 else 0.0}
+            "pairs_per_cpu_second": pairs / cpu if cpu > 0 else 0.0,
+            "decode_tokens_per_second": _rate(phase["decode_tokens"], phase["decode_seconds"]),
+            "prefill_tokens_per_second": _rate(phase["prefill_tokens"], phase["prefill_seconds"])}
+
+
+def _rate(n: float, seconds: float) -> float:
+    return n / seconds if seconds > 0 else 0.0
 
 
 def merge_shards(in_dir: str | Path, out_file: str | Path) -> MergeReport:
@@ -157,7 +171,8 @@ def merge_shards(in_dir: str | Path, out_file: str | Path) -> MergeReport:
         sum(1 for r in records if r.get("parse_error")), t.get("pairs_per_second", 0.0),
         t.get("pairs_per_second_all_shards", 0.0), t.get("prompt_tokens_per_second", 0.0),
         t.get("generated_tokens_per_second", 0.0), t.get("generated_tokens_per_cpu_second", 0.0),
-        t.get("pairs_per_cpu_second", 0.0), teacher=records[0].get("teacher", {}) if records else {},
+        t.get("pairs_per_cpu_second", 0.0), t.get("decode_tokens_per_second", 0.0),
+        t.get("prefill_tokens_per_second", 0.0), teacher=records[0].get("teacher", {}) if records else {},
     )
     out.with_suffix(".report.md").write_text(report.to_markdown(), encoding="utf-8")
     out.with_suffix(".report.json").write_text(json.dumps(report.__dict__, indent=1), encoding="utf-8")

@@ -8,6 +8,7 @@ uninterrupted run, and the file ends up byte-identical to one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -116,6 +117,16 @@ def _resume_point(path: Path, expected: list[tuple[str, str]]) -> tuple[int, int
     return len(content.records), content.torn_line
 
 
+def _phases(timing: Any, before: dict[str, float]) -> dict[str, float]:
+    """Prefill and decoding time and tokens of this run, from the decoder's clock."""
+    if timing is None:
+        return {}
+    now = dataclasses.asdict(timing)
+    delta = {k: now[k] - before[k] for k in now}
+    return {"prefill_seconds": delta["prefill_seconds"], "prefill_tokens": delta["prompt_tokens"],
+            "decode_seconds": delta["decode_seconds"], "decode_tokens": delta["decode_tokens"]}
+
+
 def annotate_shard(teacher: TeacherLike, pairs: list[Pair], shard: int, num_shards: int, out_dir: str | Path,
                    cfg: Config, data_name: str = "") -> ShardResult:
     """Annotate this shard's share of ``pairs`` into ``out_dir``, resuming after its last complete record."""
@@ -133,6 +144,8 @@ def annotate_shard(teacher: TeacherLike, pairs: list[Pair], shard: int, num_shar
     })
     done, torn = _resume_point(paths.records, expected)
     bs = cfg.annotate.batch_size
+    timing = getattr(getattr(teacher, "decoder", None), "timing", None)  # the LLM teacher's phase clock
+    phase0 = dataclasses.asdict(timing) if timing is not None else {}
     t0, cpu0 = time.perf_counter(), time.process_time()
     written = prompt_tok = gen_tok = 0
     starts = range((done // bs) * bs, len(mine), bs)
@@ -154,5 +167,5 @@ def annotate_shard(teacher: TeacherLike, pairs: list[Pair], shard: int, num_shar
         regenerated = max(0, len(mine) - (done // bs) * bs)  # including the redone part of a batch
         append_records(paths.stats, [{"pairs_generated": regenerated, "seconds": seconds, "cpu_seconds": cpu_seconds,
                                       "prompt_tokens": prompt_tok, "generated_tokens": gen_tok,
-                                      "resumed_after": done}])
+                                      "resumed_after": done, **_phases(timing, phase0)}])
     return result

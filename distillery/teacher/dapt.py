@@ -25,7 +25,7 @@ from distillery.config import Config
 from distillery.data.schema import Pair
 from distillery.data.splits import split_pairs
 from distillery.teacher.model import add_lora, load_for_step, save_teacher
-from distillery.teacher.trainers import Timer
+from distillery.teacher.trainers import Timer, use_bf16
 
 
 def platform_texts(pairs: list[Pair], max_texts: int = 0, seed: int = 0, desc_chars: int = 600) -> list[str]:
@@ -77,13 +77,15 @@ def train_lm(model: Any, blocks: torch.Tensor, cfg: Config) -> list[float]:
     sched = get_linear_schedule_with_warmup(opt, max(1, total // 10), total)
     curve: list[float] = []
     model.train()
+    autocast = torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=use_bf16(cfg.teacher))
     order = torch.randperm(len(blocks), generator=g)
     for s in tqdm(range(total), desc="dapt", unit="step"):
         k = (s % per_epoch) * step.batch_size
         if k == 0 and s:
             order = torch.randperm(len(blocks), generator=g)
         x = blocks[order[k:k + step.batch_size]].to(model.device)
-        loss = model(input_ids=x, labels=x).loss
+        with autocast:
+            loss = model(input_ids=x, labels=x).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()

@@ -74,7 +74,7 @@ def run_dpo(pairs: list[Pair], cfg: Config, out: str | Path, base: str, reward_d
     prefs, info = build_preferences(pairs, cfg, base, reward_dir)
     if not prefs:
         raise ValueError("every sampled answer set was a tie under the reward model: no DPO pair to train on")
-    teacher = load_teacher(base, cfg)  # fresh weights: sampling ran in inference mode
+    teacher = load_teacher(base, cfg, training=True)  # fresh float32 weights: sampling ran in inference mode
     tok, model, meta = teacher.tokenizer, teacher.model, teacher.meta
     peft_config = LoraConfig(r=t.lora_r, lora_alpha=t.lora_alpha, lora_dropout=t.lora_dropout, task_type="CAUSAL_LM",
                              target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",

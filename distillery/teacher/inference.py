@@ -25,7 +25,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from distillery.config import Config, TeacherConfig
 from distillery.data.schema import LabelSet, Pair, get_label_set
 from distillery.teacher.generate import Decoder, Generation
-from distillery.teacher.model import TeacherMeta, is_teacher_dir, load_base, meta_for, weights_hash
+from distillery.teacher.model import TeacherMeta, is_teacher_dir, load_base, meta_for, native_bf16, weights_hash
 from distillery.teacher.prompt import PROMPT_VERSION, PromptBuilder, parse_answer
 
 
@@ -112,16 +112,27 @@ class Teacher:
         }
 
 
-def load_teacher(model: str, cfg: Config) -> Teacher:
+def inference_dtype(setting: str, cuda: bool) -> torch.dtype:
+    """The weights dtype generation runs in, for ``teacher.infer_dtype``."""
+    if setting == "auto":
+        return torch.bfloat16 if native_bf16(cuda) else torch.float32
+    return torch.bfloat16 if setting == "bfloat16" else torch.float32
+
+
+def load_teacher(model: str, cfg: Config, *, training: bool = False) -> Teacher:
     """A teacher from a directory written by ``distillery teacher``, ``smollm2``, ``tiny`` or any HF causal LM.
 
     A teacher directory brings its own label set and prompt settings (the ones it was trained with);
-    otherwise they come from ``cfg``.  Generation settings (``max_new_tokens``, batch size) come from ``cfg``.
+    otherwise they come from ``cfg``.  Generation settings (``max_new_tokens``, batch size, ``infer_dtype``)
+    come from ``cfg``; ``training=True`` keeps float32 weights (DPO trains the loaded model).
     """
     if cfg.teacher.threads:
         torch.set_num_threads(cfg.teacher.threads)
     tok, lm, base = load_base(model, cfg.teacher)
-    if torch.cuda.is_available():  # the GPU machine; on a CPU-only host everything stays in fp32 on the CPU
+    cuda = torch.cuda.is_available()
+    if cuda:  # the GPU machine
         lm.to(torch.device("cuda"))  # type: ignore[arg-type]
+    if not training:
+        lm.to(inference_dtype(cfg.teacher.infer_dtype, cuda))  # type: ignore[arg-type]
     meta = TeacherMeta.load(model) if is_teacher_dir(model) else meta_for(base, cfg)
     return Teacher(tok, lm, meta, cfg.teacher, model)

@@ -65,6 +65,18 @@ def is_teacher_dir(model: str) -> bool:
     return (Path(model) / META_FILE).is_file()
 
 
+def native_bf16(cuda: bool) -> bool:
+    """bf16 matmuls run natively: a GPU that supports them, or a CPU with AMX or AVX512-BF16 (``/proc/cpuinfo``);
+    elsewhere bf16 is emulated and slower than float32."""
+    if cuda:
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 def cache_dir() -> Path:
     """Where converted weights are kept between runs (``$DISTILLERY_CACHE``, else ``~/.cache/distillery``)."""
     return Path(os.environ.get("DISTILLERY_CACHE", Path.home() / ".cache" / "distillery"))

@@ -12,6 +12,7 @@ import torch
 from distillery.config import Config, TeacherConfig, TeacherStepConfig
 from distillery.data.schema import Pair
 from distillery.data.splits import Splits, split_pairs
+from distillery.teacher.model import native_bf16
 
 
 def seed_pairs(pairs: list[Pair], cfg: Config) -> tuple[list[Pair], Splits]:
@@ -26,8 +27,15 @@ def seed_pairs(pairs: list[Pair], cfg: Config) -> tuple[list[Pair], Splits]:
     return seed, splits
 
 
+def use_bf16(tcfg: TeacherConfig) -> bool:
+    """Whether training runs under bf16 autocast (``teacher.mixed_precision``)."""
+    if tcfg.mixed_precision == "auto":
+        return native_bf16(torch.cuda.is_available())
+    return tcfg.mixed_precision == "bf16"
+
+
 def trl_args(step: TeacherStepConfig, tcfg: TeacherConfig, out: str | Path) -> dict[str, Any]:
-    """Keyword arguments shared by ``SFTConfig`` and ``DPOConfig``: fp32, no checkpoints, logs every step."""
+    """Keyword arguments shared by ``SFTConfig`` and ``DPOConfig``: no checkpoints, logs every step."""
     cuda = torch.cuda.is_available()
     return {
         "output_dir": str(Path(out) / "trainer"), "num_train_epochs": step.epochs,
@@ -35,7 +43,7 @@ def trl_args(step: TeacherStepConfig, tcfg: TeacherConfig, out: str | Path) -> d
         "lr_scheduler_type": "linear", "warmup_steps": 0.1, "weight_decay": 0.0, "seed": tcfg.seed,
         "logging_steps": 1, "save_strategy": "no", "report_to": "none", "use_cpu": not cuda,
         # Recomputing activations only saves memory we do not lack for these models, and costs a third more time.
-        "gradient_checkpointing": False, "bf16": False, "fp16": False, "dataloader_num_workers": 0,
+        "gradient_checkpointing": False, "bf16": use_bf16(tcfg), "fp16": False, "dataloader_num_workers": 0,
         "disable_tqdm": False,
     }
 

@@ -112,3 +112,52 @@ def test_tiny_teacher_batches_prefix_cache_and_identity() -> None:
     again = teacher.sample(pairs[:2], k=3, temperature=1.0, seed=7)
     assert [[a.raw for a in s] for s in sampled] == [[a.raw for a in s] for s in again]
     assert len({a.raw for a in sampled[0]}) > 1
+
+
+def test_reserved_cache_matches_the_dynamic_cache_through_growth_and_row_drops() -> None:
+    from transformers import DynamicCache
+
+    from distillery.teacher.generate import ReservedCache
+
+    teacher = load_teacher("tiny", load_config("tiny"))
+    lm = teacher.model
+    ids = torch.randint(5, 200, (4, 9), generator=torch.Generator().manual_seed(0))
+    caches = (DynamicCache(), ReservedCache())
+    with torch.inference_mode():
+        outs = [lm(input_ids=ids, cache=c, use_cache=True).logits[:, -1] for c in caches]
+        nxt = outs[0].argmax(-1)[:, None]
+        for step in range(150):  # past the first buffer's spare room (9 + 64), so the buffer grows
+            if step == 40:
+                for c in caches:
+                    c.batch_select_indices(torch.tensor([0, 2, 3]))
+                nxt = nxt[[0, 2, 3]]
+            outs = [lm(input_ids=nxt, cache=c, use_cache=True).logits[:, -1] for c in caches]
+            torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=1e-5)
+            nxt = outs[0].argmax(-1)[:, None]
+    assert caches[1].get_seq_length() == caches[0].get_seq_length() == 159
+
+
+def test_inference_dtype_setting() -> None:
+    from distillery.teacher.inference import inference_dtype
+
+    assert inference_dtype("float32", cuda=False) == torch.float32
+    assert inference_dtype("bfloat16", cuda=False) == torch.bfloat16
+    assert inference_dtype("auto", cuda=False) in (torch.float32, torch.bfloat16)
+    assert load_teacher("tiny", load_config("tiny")).model.dtype == torch.float32  # tiny profile pins float32
+    bf16 = load_teacher("tiny", load_config("tiny", overrides={"teacher": {"infer_dtype": "bfloat16"}}))
+    assert bf16.model.dtype == torch.bfloat16 and bf16.identity()["dtype"] == "torch.bfloat16"
+    assert len(bf16.answer(load_pairs("synthetic:40")[:2], batch_size=2)) == 2
+
+
+def test_forced_label_read_through_the_cache_equals_a_fresh_forward() -> None:
+    """A row that never writes ``Label:`` gets the distribution after prompt + answer + "\\nLabel:"."""
+    teacher = load_teacher("tiny", load_config("tiny"))
+    prompts = teacher.prompter.build(load_pairs("synthetic:40")[:4])
+    gens = teacher.decoder.generate(prompts, 5)
+    dec, tok = teacher.decoder, teacher.tokenizer
+    for prompt, g in zip(prompts, gens, strict=True):
+        assert g.forced_label and g.label_probs is not None  # a random-init model never writes the cue
+        ids = tok(prompt, add_special_tokens=False)["input_ids"] + g.tokens + dec.suffix_ids
+        with torch.inference_mode():
+            logits = teacher.model(input_ids=torch.tensor([ids])).logits[:, -1]
+        assert g.label_probs == pytest.approx(dec._class_probs(logits)[0].tolist(), abs=1e-4)
