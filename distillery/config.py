@@ -520,7 +520,7 @@ class Config:
         return dataclasses.asdict(self)
 
 
-# What each profile changes from the defaults (the defaults are the demo profile).
+# What each profile changes from the field defaults.
 PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {
         "student": {"model": "tiny", "max_length": 64},
@@ -536,7 +536,13 @@ PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         "distill": {"reasoning_tokens": 32},
         "abtest": {"min_users_per_arm": 200, "users_per_batch": 100, "min_requests": 50},
     },
-    "demo": {},
+    # The demo caps the teacher's and the annotator's CPU work so that `distillery run` fits in 20 minutes on
+    # two cores (docs/benchmarks.md); `full` keeps the uncapped defaults.
+    "demo": {
+        "teacher": {"max_seed_pairs": 64, "dapt_max_texts": 400, "samples_per_prompt": 3,
+                    "sft": {"epochs": 2.0}, "dpo": {"max_steps": 6}},
+        "annotate": {"max_pairs": 256},
+    },
     "full": {
         "student": {"max_length": 256, "item_fields": ["title", "brand", "color", "attributes", "bullet_points"]},
         "train": {"epochs": 6, "batch_size": 64, "lr": 5e-5, "eval_batch_size": 256, "patience": 2},

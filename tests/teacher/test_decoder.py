@@ -161,3 +161,15 @@ def test_forced_label_read_through_the_cache_equals_a_fresh_forward() -> None:
         with torch.inference_mode():
             logits = teacher.model(input_ids=torch.tensor([ids])).logits[:, -1]
         assert g.label_probs == pytest.approx(dec._class_probs(logits)[0].tolist(), abs=1e-4)
+
+
+def test_prefill_in_row_chunks_gives_the_same_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from distillery.teacher import generate
+
+    teacher = load_teacher("tiny", load_config("tiny", overrides={"teacher": {"max_new_tokens": 6}}))
+    pairs = load_pairs("synthetic:40")[:5]
+    whole = teacher.answer(pairs, batch_size=5)
+    monkeypatch.setattr(generate, "PREFILL_TOKENS", 1)  # one row per prefill forward, caches stacked after
+    chunked = teacher.answer(pairs, batch_size=5)
+    for x, y in zip(whole, chunked, strict=True):
+        assert x.raw == y.raw and x.label_probs == pytest.approx(y.label_probs, abs=1e-4)
