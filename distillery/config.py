@@ -539,9 +539,11 @@ PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     # The demo caps the teacher's and the annotator's CPU work so that `distillery run` fits in 20 minutes on
     # two cores (docs/benchmarks.md); `full` keeps the uncapped defaults.
     "demo": {
-        "teacher": {"max_seed_pairs": 64, "dapt_max_texts": 400, "samples_per_prompt": 3,
-                    "sft": {"epochs": 2.0}, "dpo": {"max_steps": 6}},
-        "annotate": {"max_pairs": 256},
+        "teacher": {"max_seed_pairs": 32, "max_prompt_tokens": 192, "max_new_tokens": 48,
+                    "dapt_max_texts": 200, "dapt_block_size": 128, "samples_per_prompt": 3,
+                    "dapt": {"max_steps": 3}, "sft": {"epochs": 3.0, "lr": 5e-4},
+                    "reward": {"epochs": 2.0}, "dpo": {"max_steps": 3}},
+        "annotate": {"max_pairs": 128},
     },
     "full": {
         "student": {"max_length": 256, "item_fields": ["title", "brand", "color", "attributes", "bullet_points"]},

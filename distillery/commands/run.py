@@ -85,7 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--serving-uri", help="where a student that beats the champion is deployed (the Triton model "
                                          "repository Triton serves from; default: OUT/serving)")
     p.add_argument("--ab-users", type=int, default=2000, help="simulated users of the A/B test (with --champion)")
-    p.add_argument("--teacher-eval-pairs", type=int, default=100,
+    p.add_argument("--teacher-eval-pairs", type=int, default=64,
                    help="held-out test pairs the teacher is evaluated on (0: all)")
     p.add_argument("--no-cache", action="store_true", help="run every task again")
     p.set_defaults(handler=run_cmd)

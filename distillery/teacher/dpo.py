@@ -1,8 +1,8 @@
 """Preference optimisation: rank sampled answers with the reward model and train with TRL's ``DPOTrainer``.
 
 For each seed prompt the SFT teacher samples ``teacher.samples_per_prompt`` answers; the reward model's
-weighted score ranks them; the best and the worst form a chosen/rejected pair unless their gap is below
-``teacher.dpo_min_margin`` (a tie: skipped).  Training adds fresh LoRA adapters to the SFT teacher, so the
+weighted score ranks them, after whether the answer parses at all; the best and the worst form a
+chosen/rejected pair unless their gap is below ``teacher.dpo_min_margin`` (a tie: skipped).  Training adds fresh LoRA adapters to the SFT teacher, so the
 reference model is the same network with the adapters disabled; the adapters are merged for export.
 
 CPU command (tiny profile)::
@@ -27,17 +27,22 @@ from distillery.teacher.reward import RewardScorer
 from distillery.teacher.trainers import Timer, losses, remove_empty, trl_args
 
 
-def preference_pairs(prompts: list[str], answers: list[list[str]], scores: list[np.ndarray], min_margin: float
-                     ) -> list[dict[str, Any]]:
+def preference_pairs(prompts: list[str], answers: list[list[str]], scores: list[np.ndarray], min_margin: float,
+                     parses: list[list[bool]] | None = None) -> list[dict[str, Any]]:
     """Chosen = best, rejected = worst answer per prompt; ties (gap < ``min_margin``) and identical texts skipped.
 
-    Deterministic: equal scores keep the sampling order (a stable sort), so the same inputs give the same pairs.
+    ``parses`` (per answer: the fixed answer format parsed) ranks before the score: an answer that parses is
+    always preferred to one that does not, so DPO never teaches the teacher to drop its ``Label:`` line
+    (the learned format head alone let DPO raise the parse-failure rate on ESCI).
+    Deterministic: equal keys keep the sampling order (a stable sort), so the same inputs give the same pairs.
     """
     out = []
-    for prompt, texts, sc in zip(prompts, answers, scores, strict=True):
-        order = sorted(range(len(texts)), key=lambda i: (-float(sc[i]), i))
+    for j, (prompt, texts, sc) in enumerate(zip(prompts, answers, scores, strict=True)):
+        ok = parses[j] if parses is not None else [True] * len(texts)
+        order = sorted(range(len(texts)), key=lambda i: (not ok[i], -float(sc[i]), i))
         best, worst = order[0], order[-1]
-        if float(sc[best] - sc[worst]) < min_margin or texts[best].strip() == texts[worst].strip():
+        tie = ok[best] == ok[worst] and float(sc[best] - sc[worst]) < min_margin
+        if tie or texts[best].strip() == texts[worst].strip():
             continue
         out.append({"prompt": prompt, "chosen": texts[best], "rejected": texts[worst],
                     "score_chosen": float(sc[best]), "score_rejected": float(sc[worst])})
@@ -57,7 +62,8 @@ def build_preferences(pairs: list[Pair], cfg: Config, base: str, reward_dir: str
     flat_scores = scorer.preference(scorer.score(flat_pairs, [a for s in texts for a in s]))
     k = t.samples_per_prompt
     scores = [flat_scores[i * k:(i + 1) * k] for i in range(len(pairs))]
-    prefs = preference_pairs(teacher.prompter.build(pairs), texts, scores, t.dpo_min_margin)
+    parses = [[a.parse_error is None for a in answers] for answers in sampled]
+    prefs = preference_pairs(teacher.prompter.build(pairs), texts, scores, t.dpo_min_margin, parses)
     info = {"prompts": len(pairs), "samples_per_prompt": k, "pairs": len(prefs),
             "ties_skipped": len(pairs) - len(prefs), "sampling_seconds": round(timer.seconds, 1)}
     return prefs, info

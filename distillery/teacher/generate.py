@@ -98,7 +98,7 @@ class ReservedCache(DynamicCache):
         self.layer_class_to_replicate = ReservedLayer
 
     @classmethod
-    def stack(cls, parts: list[ReservedCache]) -> ReservedCache:
+    def stack(cls, parts: list[DynamicCache]) -> ReservedCache:
         """One cache holding the rows of ``parts`` (same length each) in order, with room to grow."""
         out = cls()
         for layers in zip(*(p.layers for p in parts), strict=True):

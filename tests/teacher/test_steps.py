@@ -98,6 +98,9 @@ def test_chosen_rejected_construction_is_deterministic() -> None:
     assert first == preference_pairs(prompts, answers, scores, min_margin=0.05)
     # p1: best b, worst = the later of the tied 0.2s; p2: a tie (gap < margin); p3: identical texts
     assert [(p["prompt"], p["chosen"], p["rejected"]) for p in first] == [("p1", "b", "c")]
+    # an answer that parses beats any that does not, whatever the reward model says; a tie no longer
+    parsed = preference_pairs(prompts, answers, scores, 0.05, [[True, False, True], [True, False], [True, True]])
+    assert [(p["prompt"], p["chosen"], p["rejected"]) for p in parsed] == [("p1", "a", "b"), ("p2", "x", "y")]
 
 
 def test_reward_dpo_and_evaluate_through_the_cli(sft_dir: Path, tmp_path: Path) -> None:
