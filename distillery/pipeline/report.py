@@ -72,12 +72,14 @@ def _comparison_png(rows: list[tuple[str, float]], path: Path) -> None:
 
 
 def _model_rows(stages: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    """(label, metrics) of each evaluated model, in reading order (the teacher on the log pairs it annotated)."""
+    """(label, metrics) of each evaluated model, in reading order: the teacher on held-out test pairs and on
+    the log pairs it annotated, then the students and the champion."""
     rows = []
     on_logs = (stages.get("student") or {}).get("teacher_on_logs")
     if stages.get("teacher_eval"):
-        rows.append(("teacher", stages["teacher_eval"].get("test", stages["teacher_eval"])))
-    elif on_logs:
+        rows.append(("teacher (held-out test pairs, parsed labels)",
+                     stages["teacher_eval"].get("test", stages["teacher_eval"])))
+    if on_logs:
         rows.append(("teacher (annotations of the log pairs)", on_logs))
     method = (stages.get("student") or {}).get("method")
     for stage, label in (("baseline", "fine-tuned baseline (seed labels)"),
@@ -132,8 +134,8 @@ def _markdown(title: str, stages: dict[str, dict[str, Any]], the_gate: dict[str,
                   *[f"| {k} | {v['queries']} | {v['pairs']} |" for k, v in data["split"].items()], ""]
     rows = _model_rows(stages)
     lines += _annotation_lines(stages.get("annotations", {}))
-    lines += ["## Models", "", "Students and champion on the held-out test queries; the teacher on the log pairs it "
-              "annotated (their hidden human labels).", "",
+    lines += ["## Models", "", "Students, champion and teacher on the held-out test queries; the teacher also on the "
+              "log pairs it annotated (against their hidden human labels).", "",
               "| model | n | macro-F1 | accuracy | macro AUC | ECE |", "|---|---|---|---|---|---|"]
     for label, m in rows:
         lines.append(f"| {label} | {m['n']} | {m['macro_f1']:.4f} | {_num(m.get('accuracy'))} | "

@@ -2,8 +2,9 @@
 
 For each seed prompt the SFT teacher samples ``teacher.samples_per_prompt`` answers; the reward model's
 weighted score ranks them, after whether the answer parses at all; the best and the worst form a
-chosen/rejected pair unless their gap is below ``teacher.dpo_min_margin`` (a tie: skipped).  Training adds fresh LoRA adapters to the SFT teacher, so the
-reference model is the same network with the adapters disabled; the adapters are merged for export.
+chosen/rejected pair unless their gap is below ``teacher.dpo_min_margin`` (a tie: skipped).  Training adds
+fresh LoRA adapters to the SFT teacher, so the reference model is the same network with the adapters
+disabled; the adapters are merged for export.
 
 CPU command (tiny profile)::
 
