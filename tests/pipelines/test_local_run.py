@@ -101,7 +101,7 @@ def test_report_numbers_come_from_the_stage_outputs(tiny_run: tuple[Path, dict[s
     assert row in report
     teacher = json.loads((stages["evaluate-teacher"] / "evaluation" / "metrics.json").read_text())
     assert metrics["stages"]["teacher_eval"] == teacher
-    assert f"| teacher | {teacher['n']} | {teacher['macro_f1']:.4f} |" in report
+    assert f"| teacher (held-out test pairs, parsed labels) | {teacher['n']} | {teacher['macro_f1']:.4f} |" in report
     exported = json.loads((stages["export-model-repository"] / "export" / "metrics.json").read_text())
     assert metrics["stages"]["export"] == exported and exported["parity_pairs"] == evaluated["n"]
     assert f"{exported['parity'][0]['max_abs_diff']:.2e}" in report
