@@ -267,11 +267,11 @@ class Decoder:
             feed = torch.zeros(len(rows), dtype=torch.long)
             done = fin.clone()
             gen = (~dead & (qpos < 0)).nonzero().flatten()
-            cue = torch.zeros(len(rows), dtype=torch.bool)
+            fresh, cue = cue, torch.zeros(len(rows), dtype=torch.bool)  # fresh: the label word comes now
             if len(gen):
-                feed[gen], done[gen], cue[gen] = self._step(logits[gen], rows[gen], seen[gen], tokens, lengths, steps,
-                                                           step, max_new_tokens, temperature, generator,
-                                                           (queue, qlen, qpos, qforced), gen)
+                feed[gen], done[gen], cue[gen] = self._step(logits[gen], rows[gen], seen[gen], fresh[gen], tokens,
+                                                           lengths, steps, step, max_new_tokens, temperature,
+                                                           generator, (queue, qlen, qpos, qforced), gen)
                 step += 1
             queued = ~dead & (qpos >= 0) & ~fin
             if bool(queued.any()):
@@ -296,18 +296,20 @@ class Decoder:
         return [Generation(tokens[i, : lengths[i]].tolist(), len(prompt_ids[i]), probs[i], int(steps[i]), forced[i])
                 for i in range(n)]
 
-    def _step(self, logits: torch.Tensor, rows: torch.Tensor, seen: torch.Tensor, tokens: torch.Tensor,
-              lengths: torch.Tensor, steps: torch.Tensor, step: int, max_new_tokens: int, temperature: float,
-              generator: torch.Generator | None, q: tuple[torch.Tensor, ...], at: torch.Tensor
+    def _step(self, logits: torch.Tensor, rows: torch.Tensor, seen: torch.Tensor, fresh: torch.Tensor,
+              tokens: torch.Tensor, lengths: torch.Tensor, steps: torch.Tensor, step: int, max_new_tokens: int,
+              temperature: float, generator: torch.Generator | None, q: tuple[torch.Tensor, ...], at: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One decoding step of the generating rows: (token to feed, row done, row now ends with ``Label:``).
 
-        Rows that end without a label get their remaining input queued in ``q`` (at cache rows ``at``)."""
+        A row ends at a stop token, or at a newline once its label was read (not on the step right after
+        ``Label:``, ``fresh``).  Rows that end without a label get their remaining input queued in ``q`` (at
+        cache rows ``at``)."""
         queue, qlen, qpos, qforced = q
         nxt = self._pick(logits, temperature, generator)
         tokens[rows, step] = nxt
         stop = self.stop[nxt]
-        ended = stop | (seen & self.newline[nxt])
+        ended = stop | (seen & ~fresh & self.newline[nxt])
         cue = self._cue(tokens, rows, step, nxt) & ~seen
         lengths[rows[ended]] = step + (~stop[ended]).long()
         steps[rows[ended]] = step + 1
