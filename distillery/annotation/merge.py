@@ -111,8 +111,8 @@ def _throughput(paths: list[ShardPaths]) -> dict[str, float]:
         return {}
     return {"pairs_per_second": pairs / secs, "pairs_per_second_all_shards": sum(rates),
             "prompt_tokens_per_second": ptok / secs, "generated_tokens_per_second": gtok / secs,
-            "generated_tokens_per_cpu_second": gtok / cpu if cpu > 0 else 0.0,
-            "pairs_per_cpu_second": pairs / cpu if cpu > 0 else 0.0,
+            "generated_tokens_per_cpu_second": _rate(gtok, cpu),
+            "pairs_per_cpu_second": _rate(pairs, cpu),
             "decode_tokens_per_second": _rate(phase["decode_tokens"], phase["decode_seconds"]),
             "prefill_tokens_per_second": _rate(phase["prefill_tokens"], phase["prefill_seconds"])}
 

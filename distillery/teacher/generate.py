@@ -41,11 +41,6 @@ class ReservedLayer(DynamicLayer):
     _v: torch.Tensor | None = None
     _len: int = 0
 
-    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        super().lazy_initialization(key_states, value_states)
-        self._k = self._v = None
-        self._len = 0
-
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object
                ) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.is_initialized:
