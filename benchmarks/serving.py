@@ -8,8 +8,11 @@ inherits the affinity), for batch 1, 8 and 32: pairs/s, p50/p99 latency per call
 probabilities out, tokenising included), on held-out ESCI pairs (the test split by query) in three
 shapes: every pair padded to 128 tokens; the student's real inputs in data order (padded to the
 longest of each batch); and the same pairs length-sorted before batching ("sorted").  Each figure is
-also given as % of the core's measured fp32 GEMM FLOP/s, counting the FLOPs of the tokens actually
-computed (padding included).  Writes results.json and results.md to --out.
+also given as % of the core's measured fp32 GEMM FLOP/s, counting the FLOPs of each batch padded to its
+longest pair (the "+ length groups" systems and Triton's student, which run length-sorted micro-batches of
+--micro-batch rows, compute less than that, so their % is an upper bound).  "Triton … direct" is the
+``relevance_direct`` model: tokenizer and student in one python stub instead of the two-step ensemble.
+Writes results.json and results.md to --out.
 """
 
 from __future__ import annotations
@@ -124,42 +127,51 @@ def torch_eager(model_dir: Path, pad: int) -> Scorer:
     return score
 
 
-def ort(onnx: Path, model_dir: Path, pad: int, threads: int) -> Scorer:
+def ort(onnx: Path, model_dir: Path, pad: int, threads: int, micro_batch: int = 0) -> Scorer:
     from distillery.serving.runtime import OnnxStudent
 
-    student, enc = OnnxStudent(onnx, threads=threads), TextEncoder.from_dir(model_dir, pad_to=pad)
+    student = OnnxStudent(onnx, threads=threads, micro_batch=micro_batch)
+    enc = TextEncoder.from_dir(model_dir, pad_to=pad)
     return lambda q, it: student.run(enc.encode(q, it))["probs"]
 
 
-def triton(url: str, protocol: str, model: str) -> Scorer:
+def triton(url: str, protocol: str, model: str, version: str = "") -> Scorer:
     from distillery.serving.client import RelevanceClient
 
     client = RelevanceClient(url, protocol=protocol, timeout_s=120)
-    return lambda q, it: client.score(q, it, model=model)
+    return lambda q, it: client.score(q, it, model=model, version=version)
 
 
-def build_repo(model_dir: Path, work: Path, threads: int, pad: int, export: object) -> Path:
+def build_repo(model_dir: Path, work: Path, threads: int, pad: int, export: object, micro_batch: int) -> Path:
     """v1 fused fp32 and v2 int8 side by side, from one parity-gated export."""
     from distillery.export.repository import RepositoryOptions, write_version
 
     repo = work / f"repo-t{threads}-p{pad}"
-    opts = RepositoryOptions(max_batch=64, threads=threads, pad_to=pad, queue_delay_us=0)
+    opts = RepositoryOptions(max_batch=64, threads=threads, pad_to=pad, queue_delay_us=0, micro_batch=micro_batch)
     write_version(model_dir, repo, 1, export.fused, opts)  # type: ignore[attr-defined]
     write_version(model_dir, repo, 2, export.int8, opts, promote=False)  # type: ignore[attr-defined]
     return repo
 
 
-def systems(model_dir: Path, export: object, pad: int, threads: int, server: object) -> dict[str, Scorer]:
-    ex = export
+def systems(model_dir: Path, export: object, pad: int, threads: int, server: object, micro: int
+            ) -> dict[str, Callable[[], Scorer]]:
+    """Name → a factory, so that only the systems asked for are loaded."""
+    ex, http, grpc = export, server.http_url, server.grpc_url  # type: ignore[attr-defined]
     return {
-        "HF pipeline": hf_pipeline(model_dir, pad),
-        "PyTorch eager": torch_eager(model_dir, pad),
-        "onnxruntime fp32": ort(ex.onnx, model_dir, pad, threads),  # type: ignore[attr-defined]
-        "onnxruntime fp32 fused": ort(ex.fused, model_dir, pad, threads),  # type: ignore[attr-defined]
-        "onnxruntime int8": ort(ex.int8, model_dir, pad, threads),  # type: ignore[attr-defined]
-        "Triton HTTP fp32": triton(server.http_url, "http", "relevance_v1"),  # type: ignore[attr-defined]
-        "Triton gRPC fp32": triton(server.grpc_url, "grpc", "relevance_v1"),  # type: ignore[attr-defined]
-        "Triton gRPC int8": triton(server.grpc_url, "grpc", "relevance_v2"),  # type: ignore[attr-defined]
+        "HF pipeline": lambda: hf_pipeline(model_dir, pad),
+        "PyTorch eager": lambda: torch_eager(model_dir, pad),
+        "onnxruntime fp32": lambda: ort(ex.onnx, model_dir, pad, threads),  # type: ignore[attr-defined]
+        "onnxruntime fp32 fused": lambda: ort(ex.fused, model_dir, pad, threads),  # type: ignore[attr-defined]
+        "onnxruntime fp32 fused + length groups":
+            lambda: ort(ex.fused, model_dir, pad, threads, micro),  # type: ignore[attr-defined]
+        "onnxruntime int8": lambda: ort(ex.int8, model_dir, pad, threads),  # type: ignore[attr-defined]
+        "onnxruntime int8 + length groups":
+            lambda: ort(ex.int8, model_dir, pad, threads, micro),  # type: ignore[attr-defined]
+        "Triton HTTP fp32": lambda: triton(http, "http", "relevance_v1"),
+        "Triton gRPC fp32": lambda: triton(grpc, "grpc", "relevance_v1"),
+        "Triton gRPC direct fp32": lambda: triton(grpc, "grpc", "relevance_direct", "1"),
+        "Triton gRPC int8": lambda: triton(grpc, "grpc", "relevance_v2"),
+        "Triton gRPC direct int8": lambda: triton(grpc, "grpc", "relevance_direct", "2"),
     }
 
 
@@ -179,10 +191,11 @@ def run_cores(cores: int, args: argparse.Namespace, data: tuple[list[str], list[
     q, it = data[0][:args.limit], data[1][:args.limit]
     for pad in (128, 0) if "padded128" in args.shapes else (0,):
         enc = TextEncoder.from_dir(args.model, pad_to=pad)
-        with TritonServer(build_repo(args.model, args.out, cores, pad, export)) as server:
-            for name, score in systems(args.model, export, pad, cores, server).items():
+        with TritonServer(build_repo(args.model, args.out, cores, pad, export, args.micro_batch)) as server:
+            for name, factory in systems(args.model, export, pad, cores, server, args.micro_batch).items():
                 if args.systems and not any(k.lower() in name.lower() for k in args.systems.split(",")):
                     continue
+                score = factory()
                 torch.set_num_threads(cores)
                 for shape in [x for x in (("padded128",) if pad else ("real", "sorted")) if x in args.shapes]:
                     for b in args.batches:
@@ -210,6 +223,8 @@ def main() -> int:
     p.add_argument("--cores", default="1,2")
     p.add_argument("--min-seconds", type=float, default=1.5)
     p.add_argument("--systems", default="", help="only systems whose name contains one of these (comma-separated)")
+    p.add_argument("--micro-batch", type=int, default=8,
+                   help="rows per length-sorted onnxruntime call in the '+ length groups' systems and Triton")
     p.add_argument("--shapes", default="padded128,real,sorted", help="input shapes to time")
     p.add_argument("--reuse-export", action="store_true", help="time the ONNX files of an earlier run (no gate)")
     p.add_argument("--report-only", action="store_true", help="rewrite results.md/png from results.json")

@@ -485,6 +485,11 @@ class ExportConfig:
     """Instances of each CPU model (python backend: one process each)."""
     threads: int = 1
     """onnxruntime intra-op threads per student instance (0: one per core)."""
+    micro_batch: int = 8
+    """onnxruntime runs a batch as length-sorted groups of at most this many rows, each trimmed to its
+    longest (0: the whole batch in one call)."""
+    direct: bool = True
+    """Also serve ``relevance_direct``: tokenizer and student in one python model (one process hop fewer)."""
 
     def __post_init__(self) -> None:
         for v in self.variants:
@@ -496,6 +501,7 @@ class ExportConfig:
         _in_range("export.queue_delay_us", self.queue_delay_us, 0, 10**7)
         _in_range("export.instances", self.instances, 1, 256)
         _in_range("export.threads", self.threads, 0, 1024)
+        _in_range("export.micro_batch", self.micro_batch, 0, 4096)
 
 
 @dataclass

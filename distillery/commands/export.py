@@ -51,6 +51,7 @@ def run_export_cmd(args: argparse.Namespace) -> int:
     print(f"parity set: {len(queries)} pairs from {args.data} ({args.split})")
     opts = RepositoryOptions(variants=tuple(ex.variants), serve_with=ex.serve_with, max_batch=ex.max_batch,
                              queue_delay_us=ex.queue_delay_us, cpu_instances=ex.instances, threads=ex.threads,
+                             micro_batch=ex.micro_batch, direct=ex.direct,
                              trt_profile=TrtProfile.parse(args.trt_batch, args.trt_seq))
     try:
         manifest = build_repository(args.model, args.out, args.version, queries=queries, items=items,

@@ -12,11 +12,15 @@ Layout (templates in ``serving/``)::
     student_trt/{config.pbtxt, N/model.onnx}                  tensorrt_plan; model.plan built on the GPU node
     relevance/{config.pbtxt, 1/}                              ensemble pinned to the champion's version
     relevance_vN/{config.pbtxt, 1/}                           ensemble pinned to version N
+    relevance_direct/{config.pbtxt, N/model.py, N/model.onnx, N/student/...}
+                                                              tokenizer + student in one python model
     distillery-repository.json                                versions, champion, parity figures
 
 Every version of ``tokenizer`` and the students is loaded side by side (``version_policy: all``).  A
 Triton ensemble pins each step to one version for all its own versions, so version N is reached
-through its own ensemble ``relevance_vN``; ``relevance`` is the champion.
+through its own ensemble ``relevance_vN``; ``relevance`` is the champion.  ``relevance_direct`` answers
+like the ensembles (ask for version N) with one stub process per request instead of two: the
+low-latency entry point on CPU nodes.
 """
 
 from __future__ import annotations
@@ -66,6 +70,10 @@ class RepositoryOptions:
     """onnxruntime intra-op threads per student instance (0: one per core)."""
     pad_to: int = 0
     """0: the tokenizer pads each request to its longest pair; N: every pair to N tokens."""
+    micro_batch: int = 8
+    """onnxruntime runs a batch as length-sorted groups of at most this many rows (0: one call)."""
+    direct: bool = True
+    """Also write ``relevance_direct`` where the ``python`` variant is written (it runs onnxruntime in python)."""
     trt_profile: TrtProfile = field(default_factory=TrtProfile)
 
     def __post_init__(self) -> None:
@@ -78,6 +86,8 @@ class RepositoryOptions:
             raise ValueError(f"max_batch={self.max_batch}: expected 1..4096")
         if self.queue_delay_us < 0 or self.cpu_instances < 1 or self.gpu_instances < 1 or self.threads < 0:
             raise ValueError("queue_delay_us ≥ 0, cpu_instances ≥ 1, gpu_instances ≥ 1, threads ≥ 0")
+        if self.micro_batch < 0:
+            raise ValueError(f"micro_batch={self.micro_batch}: expected ≥ 0 (0: off)")
         if "tensorrt" in self.variants and self.trt_profile.max_batch < self.max_batch:
             raise ValueError(f"trt_profile.max_batch={self.trt_profile.max_batch} < max_batch={self.max_batch}")
 
@@ -94,6 +104,7 @@ def _values(opts: RepositoryOptions, num_labels: int) -> dict[str, Any]:
     p = opts.trt_profile
     return dict(max_batch=opts.max_batch, queue_delay_us=opts.queue_delay_us, cpu_instances=opts.cpu_instances,
                 gpu_instances=opts.gpu_instances, threads=opts.threads, num_labels=num_labels, pad_to=opts.pad_to,
+                micro_batch=opts.micro_batch,
                 trt_max_batch=min(opts.max_batch, p.max_batch), trt_opt_batch=p.opt_batch,
                 trt_batch=f"{p.min_batch}/{p.opt_batch}/{p.max_batch}", trt_seq=f"{p.min_seq}/{p.opt_seq}/{p.max_seq}")
 
@@ -106,17 +117,24 @@ def _write_ensemble(repo: Path, name: str, version: int, opts: RepositoryOptions
     (d / "config.pbtxt").write_text(text, encoding="utf-8")
 
 
+def _write_python_model(d: Path, template: Path, version: int, vals: dict[str, Any], student_dir: Path) -> None:
+    """A python-backend model that reads the student's tokenizer from ``<version>/student/``."""
+    (d / str(version) / "student").mkdir(parents=True, exist_ok=True)
+    (d / "config.pbtxt").write_text(render(template / "config.pbtxt", **vals), encoding="utf-8")
+    shutil.copy2(template / "model.py", d / str(version) / "model.py")
+    for f in TOKENIZER_FILES:
+        if (student_dir / f).exists():
+            shutil.copy2(student_dir / f, d / str(version) / "student" / f)
+
+
 def _write_version(repo: Path, student_dir: Path, onnx: Path, version: int, opts: RepositoryOptions,
                    num_labels: int) -> None:
     tpl = templates_dir()
     vals = _values(opts, num_labels)
-    tok = repo / "tokenizer"
-    (tok / str(version) / "student").mkdir(parents=True, exist_ok=True)
-    (tok / "config.pbtxt").write_text(render(tpl / "tokenizer" / "config.pbtxt", **vals), encoding="utf-8")
-    shutil.copy2(tpl / "tokenizer" / "model.py", tok / str(version) / "model.py")
-    for f in TOKENIZER_FILES:
-        if (student_dir / f).exists():
-            shutil.copy2(student_dir / f, tok / str(version) / "student" / f)
+    _write_python_model(repo / "tokenizer", tpl / "tokenizer", version, vals, student_dir)
+    if opts.direct and "python" in opts.variants:
+        _write_python_model(repo / "relevance_direct", tpl / "relevance_direct", version, vals, student_dir)
+        shutil.copy2(onnx, repo / "relevance_direct" / str(version) / "model.onnx")
     for variant in opts.variants:
         d = repo / VARIANT_MODELS[variant]
         (d / str(version)).mkdir(parents=True, exist_ok=True)

@@ -16,8 +16,9 @@ class TritonPythonModel:
     def initialize(self, args):
         params = json.loads(args["model_config"]).get("parameters", {})
         threads = int(params.get("intra_op_threads", {}).get("string_value", "0"))
+        micro_batch = int(params.get("micro_batch", {}).get("string_value", "0"))
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
-        self.student = OnnxStudent(path, threads=threads)
+        self.student = OnnxStudent(path, threads=threads, micro_batch=micro_batch)
 
     def execute(self, requests):
         try:

@@ -11,7 +11,7 @@ import pytest
 from distillery.export.parity import ParityError, compare, gate
 from distillery.export.repository import MANIFEST, RepositoryOptions, render, write_version
 from distillery.serving.runtime import OnnxStudent, merge_requests, split_rows
-from tests.serving.conftest import ITEMS, QUERIES
+from tests.serving.conftest import ITEMS, QUERIES, reference_probs
 
 
 def test_manifest_records_passing_gate_and_int8_agreement(repo: Path):
@@ -55,9 +55,40 @@ def test_dynamic_axes_and_request_merging(repo: Path, students):
         np.testing.assert_allclose(together["probs"].sum(1), 1.0, atol=1e-5)
 
 
+def test_length_groups_give_the_one_call_answer(repo: Path, students):
+    """Length-sorted micro-batches, each trimmed to its longest row, answer like one padded call, in order."""
+    from distillery.serving.preprocess import TextEncoder
+    from distillery.serving.runtime import length_groups
+
+    mask = np.array([[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 1, 1], [1, 1, 0, 0]])
+    assert [g.tolist() for g in length_groups(mask, 2)] == [[1, 3], [0, 2]]
+    assert [g.tolist() for g in length_groups(mask, 0)] == [[0, 1, 2, 3]]
+    onnx = repo / "student" / "1" / "model.onnx"
+    feeds = TextEncoder.from_dir(students[0]).encode(QUERIES * 3, ITEMS[::-1] * 3)
+    whole = OnnxStudent(onnx).run(feeds)
+    grouped = OnnxStudent(onnx, micro_batch=4).run(feeds)
+    for name in ("logits", "probs"):
+        np.testing.assert_allclose(grouped[name], whole[name], atol=1e-5)
+
+
+def test_text_scorer_fails_only_the_bad_request(repo: Path, students):
+    from distillery.serving.scorer import TextScorer
+
+    scorer = TextScorer.from_dir(repo / "relevance_direct" / "1", micro_batch=2)
+    good = (np.array([q.encode() for q in QUERIES], dtype=object), np.array([t.encode() for t in ITEMS], dtype=object))
+    bad = (np.array([b"a", b"b"], dtype=object), np.array([b"c"], dtype=object))
+    first, second, third = scorer.score_requests([good, bad, good])
+    assert isinstance(second, ValueError) and "QUERY has 2 rows but ITEM has 1" in str(second)
+    assert isinstance(first, dict) and isinstance(third, dict)
+    np.testing.assert_allclose(first["PROBS"], reference_probs(students[0], QUERIES, ITEMS), atol=1e-5)
+    np.testing.assert_allclose(third["LOGITS"], first["LOGITS"], atol=1e-6)
+
+
 def test_repository_layout_and_pins(repo: Path):
     for path in ("tokenizer/1/model.py", "tokenizer/2/student/tokenizer.json", "tokenizer/1/student/distillery.json",
-                 "student/1/model.onnx", "student/2/model.py", "relevance/1", "relevance_v1/1", "relevance_v2/1"):
+                 "student/1/model.onnx", "student/2/model.py", "relevance/1", "relevance_v1/1", "relevance_v2/1",
+                 "relevance_direct/1/model.onnx", "relevance_direct/2/model.py",
+                 "relevance_direct/2/student/tokenizer.json"):
         assert (repo / path).exists(), path
     champion = (repo / "relevance" / "config.pbtxt").read_text()
     assert 'platform: "ensemble"' in champion and champion.count("model_version: 1") == 2

@@ -38,6 +38,17 @@ def test_champion_and_challenger_side_by_side(server, students):
     assert client.ready("student", "1") and client.ready("student", "2") and client.ready("tokenizer", "2")
 
 
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_direct_model_answers_like_the_ensembles(server, protocol):
+    """relevance_direct (tokenizer + student in one stub) gives each version's ensemble answer."""
+    url = server.http_url if protocol == "http" else server.grpc_url
+    with RelevanceClient(url, protocol=protocol, timeout_s=30) as client:
+        for version in ("1", "2"):
+            want = client.score(QUERIES * 3, ITEMS * 3, model=f"relevance_v{version}")
+            got = client.score(QUERIES * 3, ITEMS * 3, model="relevance_direct", version=version)
+            np.testing.assert_allclose(got, want, atol=1e-5)
+
+
 def test_health_readiness_and_metrics(server):
     for url, protocol in ((server.http_url, "http"), (server.grpc_url, "grpc")):
         client = RelevanceClient(url, protocol=protocol)
