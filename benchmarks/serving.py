@@ -1,4 +1,4 @@
-"""Serving benchmark: HF pipeline, PyTorch eager, onnxruntime (fp32, fused, int8) and Triton (HTTP, gRPC).
+"""Serving benchmark: HF pipeline, PyTorch eager, onnxruntime (fp32, fused, int8), OpenVINO bf16, Triton.
 
     nice -n 5 .venv/bin/python benchmarks/serving.py --model /tmp/esci-head \\
         --data esci:/work/shared/data/esci-us/esci_us_dev.tsv.gz --out /tmp/serving-bench
@@ -127,6 +127,15 @@ def torch_eager(model_dir: Path, pad: int) -> Scorer:
     return score
 
 
+def openvino(onnx: Path, model_dir: Path, pad: int, threads: int, micro_batch: int, precision: str) -> Scorer:
+    from distillery.serving.runtime import OpenVinoStudent
+
+    student = OpenVinoStudent(onnx, threads=threads, micro_batch=micro_batch, precision=precision)
+    print(f"  OpenVINO runs the student in {student.precision}", flush=True)
+    enc = TextEncoder.from_dir(model_dir, pad_to=pad)
+    return lambda q, it: student.run(enc.encode(q, it))["probs"]
+
+
 def ort(onnx: Path, model_dir: Path, pad: int, threads: int, micro_batch: int = 0) -> Scorer:
     from distillery.serving.runtime import OnnxStudent
 
@@ -143,13 +152,15 @@ def triton(url: str, protocol: str, model: str, version: str = "") -> Scorer:
 
 
 def build_repo(model_dir: Path, work: Path, threads: int, pad: int, export: object, micro_batch: int) -> Path:
-    """v1 fused fp32 and v2 int8 side by side, from one parity-gated export."""
+    """v1 fused fp32, v2 int8 and v3 bf16 (OpenVINO) side by side, from one parity-gated export."""
     from distillery.export.repository import RepositoryOptions, write_version
 
     repo = work / f"repo-t{threads}-p{pad}"
     opts = RepositoryOptions(max_batch=64, threads=threads, pad_to=pad, queue_delay_us=0, micro_batch=micro_batch)
     write_version(model_dir, repo, 1, export.fused, opts)  # type: ignore[attr-defined]
     write_version(model_dir, repo, 2, export.int8, opts, promote=False)  # type: ignore[attr-defined]
+    write_version(model_dir, repo, 3, export.onnx, opts, promote=False,  # type: ignore[attr-defined]
+                  runtime={"engine": "openvino", "precision": "bf16"})
     return repo
 
 
@@ -167,11 +178,14 @@ def systems(model_dir: Path, export: object, pad: int, threads: int, server: obj
         "onnxruntime int8": lambda: ort(ex.int8, model_dir, pad, threads),  # type: ignore[attr-defined]
         "onnxruntime int8 + length groups":
             lambda: ort(ex.int8, model_dir, pad, threads, micro),  # type: ignore[attr-defined]
+        "OpenVINO bf16 + length groups":
+            lambda: openvino(ex.onnx, model_dir, pad, threads, micro, "bf16"),  # type: ignore[attr-defined]
         "Triton HTTP fp32": lambda: triton(http, "http", "relevance_v1"),
         "Triton gRPC fp32": lambda: triton(grpc, "grpc", "relevance_v1"),
         "Triton gRPC direct fp32": lambda: triton(grpc, "grpc", "relevance_direct", "1"),
         "Triton gRPC int8": lambda: triton(grpc, "grpc", "relevance_v2"),
         "Triton gRPC direct int8": lambda: triton(grpc, "grpc", "relevance_direct", "2"),
+        "Triton gRPC direct bf16": lambda: triton(grpc, "grpc", "relevance_direct", "3"),
     }
 
 

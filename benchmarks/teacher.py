@@ -42,7 +42,7 @@ def overrides(a: argparse.Namespace) -> dict[str, Any]:
         "max_prompt_tokens": 160, "max_new_tokens": a.max_new_tokens, "batch_size": a.batch_size,
         "max_seed_pairs": a.seed_pairs, "samples_per_prompt": a.samples, "dapt_block_size": 128,
         "dapt_max_texts": a.dapt_texts, "dapt": {"max_steps": a.dapt_steps, "batch_size": 4, "lr": 2e-4},
-        "sft": {"epochs": 1, "batch_size": 8, "lr": a.sft_lr},
+        "sft": {"epochs": a.sft_epochs, "batch_size": 8, "lr": a.sft_lr},
         "reward": {"epochs": a.reward_epochs, "batch_size": 16, "lr": 5e-5},
         "dpo": {"epochs": 1, "batch_size": 4, "lr": a.dpo_lr}, "threads": a.threads,
         "dpo_min_margin": a.min_margin,
@@ -76,6 +76,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=16, help="prompts per generation batch")
     ap.add_argument("--sft-lr", type=float, default=3e-4)
+    ap.add_argument("--sft-epochs", type=int, default=1)
     ap.add_argument("--reward-epochs", type=int, default=10)
     ap.add_argument("--min-margin", type=float, default=0.0, help="teacher.dpo_min_margin")
     ap.add_argument("--resume", action="store_true", help="keep stages already in OUT/results.json")

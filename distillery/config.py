@@ -127,6 +127,9 @@ class TrainConfig:
     """torch intra-op threads (0: all cores)."""
     max_steps: int = 0
     """Stop after this many optimiser steps (0: no limit); for smoke runs."""
+    similarity_aux: float = 0.0
+    """Weight of the auxiliary loss that makes the pooled pair vector also predict the starting encoder's
+    bi-encoder cosine of query and item (``distillery.student.similarity``); 0: off."""
 
     def __post_init__(self) -> None:
         _in_range("train.epochs", self.epochs, 1, 1000)
@@ -141,6 +144,7 @@ class TrainConfig:
         _in_range("train.eval_batch_size", self.eval_batch_size, 1, 4096)
         _in_range("train.threads", self.threads, 0, 512)
         _in_range("train.max_steps", self.max_steps, 0, 10**9)
+        _in_range("train.similarity_aux", self.similarity_aux, 0.0, 1000.0)
 
 
 @dataclass
@@ -471,6 +475,9 @@ class ExportConfig:
     """Which variant the ``relevance`` ensembles call (must be among ``variants``)."""
     int8: bool = False
     """Serve the int8 dynamically quantised graph (its agreement is reported, not gated)."""
+    bf16: bool = False
+    """Serve the plain graph on OpenVINO in bf16 (AMX / AVX512-BF16 CPUs; fp32 elsewhere); its agreement is
+    reported, not gated at the fp32 bound."""
     fuse: bool = True
     """Apply onnxruntime's offline BERT fusions (fused attention/LayerNorm/GELU); gated like the plain graph."""
     parity_tolerance: float = 1e-4
@@ -502,6 +509,8 @@ class ExportConfig:
         _in_range("export.instances", self.instances, 1, 256)
         _in_range("export.threads", self.threads, 0, 1024)
         _in_range("export.micro_batch", self.micro_batch, 0, 4096)
+        if self.int8 and self.bf16:
+            raise ConfigError("export.int8 and export.bf16 are both true: they are alternatives, choose one")
 
 
 @dataclass

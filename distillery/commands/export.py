@@ -3,6 +3,7 @@
     distillery export --model /tmp/ft/model --data synthetic:200 --out /tmp/repo --profile tiny
     distillery export --model /tmp/ft2/model --data synthetic:200 --out /tmp/repo --version 2 --challenger
     distillery export --model runs/x/model --data esci:PATH --split test --out s3://models/relevance --int8
+    distillery export --model runs/x/model --data esci:PATH --split test --out /tmp/repo --bf16
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ def export_config(args: argparse.Namespace) -> Config:
     """Defaults → profile → YAML → ``--set`` → this command's flags."""
     variants = args.variants.split(",") if args.variants else None
     return config_from_args(args, {"export": {
-        "variants": variants, "serve_with": args.serve_with, "int8": args.int8, "fuse": args.fuse,
+        "variants": variants, "serve_with": args.serve_with, "int8": args.int8, "bf16": args.bf16, "fuse": args.fuse,
         "max_batch": args.max_batch, "queue_delay_us": args.queue_delay_us, "instances": args.instances,
         "threads": args.threads}})
 
@@ -55,7 +56,7 @@ def run_export_cmd(args: argparse.Namespace) -> int:
                              trt_profile=TrtProfile.parse(args.trt_batch, args.trt_seq))
     try:
         manifest = build_repository(args.model, args.out, args.version, queries=queries, items=items,
-                                    int8=ex.int8, fuse=ex.fuse, promote=not args.challenger, options=opts,
+                                    int8=ex.int8, bf16=ex.bf16, fuse=ex.fuse, promote=not args.challenger, options=opts,
                                     work_dir=args.work_dir, tolerance=ex.parity_tolerance,
                                     min_agreement=ex.parity_min_agreement)
     except ParityError as exc:
@@ -82,6 +83,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--version", type=int, default=1, help="version number of this student (default 1)")
     p.add_argument("--challenger", action="store_true", help="do not point the 'relevance' ensemble at it")
     p.add_argument("--int8", action="store_true", default=None, help="serve the int8 graph (export.int8)")
+    p.add_argument("--bf16", action="store_true", default=None,
+                   help="serve the graph on OpenVINO in bf16 on AMX/AVX512-BF16 CPUs (export.bf16)")
     p.add_argument("--no-fuse", dest="fuse", action="store_false", default=None,
                    help="skip onnxruntime's offline BERT fusions (export.fuse)")
     p.add_argument("--variants", help="student variants, e.g. python,onnxruntime,tensorrt (export.variants)")

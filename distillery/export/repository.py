@@ -7,12 +7,13 @@
 Layout (templates in ``serving/``)::
 
     tokenizer/{config.pbtxt, N/model.py, N/student/{tokenizer.json, tokenizer_config.json, distillery.json}}
-    student/{config.pbtxt, N/model.py, N/model.onnx}          python backend + onnxruntime (CPU, here)
+    student/{config.pbtxt, N/model.py, N/model.onnx, N/runtime.json}
+                                                              python backend + onnxruntime or OpenVINO (CPU, here)
     student_onnx/{config.pbtxt, N/model.onnx}                 onnxruntime_onnx platform (variant "onnxruntime")
     student_trt/{config.pbtxt, N/model.onnx}                  tensorrt_plan; model.plan built on the GPU node
     relevance/{config.pbtxt, 1/}                              ensemble pinned to the champion's version
     relevance_vN/{config.pbtxt, 1/}                           ensemble pinned to version N
-    relevance_direct/{config.pbtxt, N/model.py, N/model.onnx, N/student/...}
+    relevance_direct/{config.pbtxt, N/model.py, N/model.onnx, N/runtime.json, N/student/...}
                                                               tokenizer + student in one python model
     distillery-repository.json                                versions, champion, parity figures
 
@@ -35,6 +36,7 @@ from typing import Any
 
 from distillery.export.report import write_export_report
 from distillery.export.tensorrt import TrtProfile
+from distillery.serving.runtime import RUNTIME_FILE, check_runtime
 
 MANIFEST = "distillery-repository.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "distillery.json")
@@ -128,13 +130,14 @@ def _write_python_model(d: Path, template: Path, version: int, vals: dict[str, A
 
 
 def _write_version(repo: Path, student_dir: Path, onnx: Path, version: int, opts: RepositoryOptions,
-                   num_labels: int) -> None:
+                   num_labels: int, runtime: dict[str, str]) -> None:
     tpl = templates_dir()
     vals = _values(opts, num_labels)
     _write_python_model(repo / "tokenizer", tpl / "tokenizer", version, vals, student_dir)
     if opts.direct and "python" in opts.variants:
         _write_python_model(repo / "relevance_direct", tpl / "relevance_direct", version, vals, student_dir)
         shutil.copy2(onnx, repo / "relevance_direct" / str(version) / "model.onnx")
+        _write_runtime(repo / "relevance_direct" / str(version), runtime)
     for variant in opts.variants:
         d = repo / VARIANT_MODELS[variant]
         (d / str(version)).mkdir(parents=True, exist_ok=True)
@@ -143,6 +146,12 @@ def _write_version(repo: Path, student_dir: Path, onnx: Path, version: int, opts
         shutil.copy2(onnx, d / str(version) / "model.onnx")
         if variant == "python":
             shutil.copy2(tpl / "student_python" / "model.py", d / str(version) / "model.py")
+            _write_runtime(d / str(version), runtime)
+
+
+def _write_runtime(version_dir: Path, runtime: dict[str, str]) -> None:
+    """Which engine the python-backend models run this version on (a version's own choice, unlike config.pbtxt)."""
+    (version_dir / RUNTIME_FILE).write_text(json.dumps(runtime) + "\n", encoding="utf-8")
 
 
 def read_manifest(repo: Path) -> dict[str, Any]:
@@ -163,8 +172,10 @@ def _student_meta(student_dir: Path) -> dict[str, Any]:
 
 def write_version(student_dir: str | Path, repo: str | Path, version: int, onnx: str | Path,
                   options: RepositoryOptions | None = None, promote: bool = True,
-                  info: dict[str, Any] | None = None) -> dict[str, Any]:
+                  info: dict[str, Any] | None = None, runtime: dict[str, str] | None = None) -> dict[str, Any]:
     """Add (or replace) version ``version`` of a local repository from an exported graph.
+
+    ``runtime`` names the engine of the python-backend models (default onnxruntime, the graph's own precision).
 
     Returns the updated manifest.  The new version gets its ensemble ``relevance_v<version>``;
     ``relevance`` points at it when ``promote`` is set or no champion exists yet.
@@ -181,7 +192,8 @@ def write_version(student_dir: str | Path, repo: str | Path, version: int, onnx:
                              "versions side by side must share the label set")
     num_labels = len(meta["classes"])
     out.mkdir(parents=True, exist_ok=True)
-    _write_version(out, student, Path(onnx), version, opts, num_labels)
+    runtime = check_runtime(runtime or {}, f"version {version} runtime")
+    _write_version(out, student, Path(onnx), version, opts, num_labels, runtime)
     _write_ensemble(out, f"relevance_v{version}", version, opts, num_labels)
     if promote or manifest.get("champion") is None:
         _write_ensemble(out, "relevance", version, opts, num_labels)
@@ -189,6 +201,7 @@ def write_version(student_dir: str | Path, repo: str | Path, version: int, onnx:
     manifest["versions"][str(version)] = {"student_dir": str(student), "classes": meta["classes"],
                                           "item_fields": meta["item_fields"], "max_length": meta["max_length"],
                                           "variants": list(opts.variants), "serve_with": opts.serve_with,
+                                          "runtime": runtime,
                                           **(info or {})}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     write_export_report(out, version, manifest["versions"][str(version)], manifest["champion"])
@@ -197,6 +210,7 @@ def write_version(student_dir: str | Path, repo: str | Path, version: int, onnx:
 
 def build_repository(student_dir: str | Path, out_repo: str | Path, version: int = 1, *,
                      queries: list[str] | None = None, items: list[str] | None = None, int8: bool = False,
+                     bf16: bool = False,
                      fuse: bool = True, promote: bool = True, options: RepositoryOptions | None = None,
                      work_dir: str | Path | None = None, tolerance: float = 1e-4,
                      min_agreement: float = 0.999) -> dict[str, Any]:
@@ -223,10 +237,10 @@ def build_repository(student_dir: str | Path, out_repo: str | Path, version: int
         it = items if items else ["USB-C to USB-C cable 2m | Anker", "Trail running shoe for women | Salomon | blue"]
         onnx_dir = Path(work_dir) if work_dir else Path(tmp) / "onnx"
         result = export_student(student, onnx_dir, q, it, int8=int8, fuse=fuse, tolerance=tolerance,
-                                min_agreement=min_agreement)
+                                min_agreement=min_agreement, bf16=bf16)
         manifest = write_version(student, local, version, result.served, options, promote,
                                  info={"precision": result.precision, "parity": [r.to_dict() for r in result.reports],
-                                       "student_dir": str(student_dir)})
+                                       "student_dir": str(student_dir)}, runtime=result.runtime)
         if storage.is_s3(out_repo):
             storage.copy_tree(local, str(out_repo))
     return manifest

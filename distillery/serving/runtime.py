@@ -1,20 +1,31 @@
-"""onnxruntime inference of the exported student (runs inside the python-backend stub, and in-process).
+"""Inference of the exported student (runs inside the python-backend stub, and in-process).
+
+Two engines read the same ONNX file: onnxruntime (fp32, or the int8 graph) and OpenVINO, which runs the
+plain fp32 graph in bf16 on CPUs with AMX or AVX512-BF16 (3× onnxruntime fp32 on this machine's AMX
+Xeon core, docs/benchmarks.md).  A version directory says which engine serves it in ``runtime.json``.
 
 Triton's dynamic batcher hands the python backend several requests at once, each padded to its own
 longest pair.  :func:`merge_requests` pads them to one common length so the batch runs as a single
-onnxruntime call (one GEMM per layer instead of one per request), and :func:`split_rows` hands each
-request its own rows back.  :class:`OnnxStudent` can also run a batch as length-grouped micro-batches
+engine call (one GEMM per layer instead of one per request), and :func:`split_rows` hands each
+request its own rows back.  :class:`GraphStudent` can also run a batch as length-grouped micro-batches
 (``micro_batch``): rows sorted by token length, each group trimmed to its own longest row.  Imports numpy
-and onnxruntime only.
+and onnxruntime/openvino only.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from distillery.serving.preprocess import INPUT_NAMES
+
+RUNTIME_FILE = "runtime.json"
+"""Beside ``model.onnx`` in a version directory: ``{"engine": ..., "precision": ...}``."""
+ENGINES = {"onnxruntime": ("fp32", "int8"), "openvino": ("fp32", "bf16")}
+"""Engine → the precisions it serves (onnxruntime's int8 is a quantised graph; OpenVINO's bf16 a run mode)."""
 
 
 def session_options(threads: int = 0) -> object:
@@ -42,20 +53,15 @@ def length_groups(attention_mask: np.ndarray, micro_batch: int) -> list[np.ndarr
     return [order[s:s + micro_batch] for s in range(0, rows, micro_batch)]
 
 
-class OnnxStudent:
-    """An exported student (``logits`` and ``probs`` outputs) behind one ``run``."""
+class GraphStudent:
+    """An exported student (``logits`` and ``probs`` outputs) behind one ``run``; engines supply ``_run_once``."""
 
-    def __init__(self, path: str | Path, threads: int = 0, micro_batch: int = 0) -> None:
-        import onnxruntime as ort
-
-        if not Path(path).exists():
-            raise FileNotFoundError(f"{path}: no such ONNX file")
-        self.path = Path(path)
-        self.session = ort.InferenceSession(str(path), sess_options=session_options(threads),
-                                            providers=["CPUExecutionProvider"])
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.output_names = [o.name for o in self.session.get_outputs()]
-        self.micro_batch = int(micro_batch)
+    path: Path
+    input_names: list[str]
+    output_names: list[str]
+    micro_batch: int = 0
+    engine: str = ""
+    precision: str = "fp32"
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Every output of the graph for one (batch, seq) set of right-padded int64 inputs, rows in order."""
@@ -76,9 +82,91 @@ class OnnxStudent:
         return out
 
     def _run_once(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+
+def _check_file(path: str | Path) -> Path:
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no such ONNX file")
+    return Path(path)
+
+
+class OnnxStudent(GraphStudent):
+    """The student on onnxruntime's CPU provider."""
+
+    engine = "onnxruntime"
+
+    def __init__(self, path: str | Path, threads: int = 0, micro_batch: int = 0) -> None:
+        import onnxruntime as ort
+
+        self.path = _check_file(path)
+        self.session = ort.InferenceSession(str(path), sess_options=session_options(threads),
+                                            providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.micro_batch = int(micro_batch)
+
+    def _run_once(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ins = {n: np.ascontiguousarray(feeds[n], dtype=np.int64) for n in self.input_names}
         outs = self.session.run(self.output_names, ins)
         return dict(zip(self.output_names, outs, strict=True))
+
+
+class OpenVinoStudent(GraphStudent):
+    """The student on OpenVINO's CPU plugin; ``precision="bf16"`` runs it in bfloat16 where the CPU can.
+
+    On a CPU without bf16 instructions OpenVINO keeps fp32; :attr:`precision` is what it actually runs.
+    The plain graph only: onnxruntime's fused contrib operators are not ONNX that OpenVINO reads.
+    """
+
+    engine = "openvino"
+
+    def __init__(self, path: str | Path, threads: int = 0, micro_batch: int = 0, precision: str = "bf16") -> None:
+        import openvino as ov
+
+        if precision not in ENGINES["openvino"]:
+            raise ValueError(f"precision={precision!r}: expected one of {ENGINES['openvino']}")
+        self.path = _check_file(path)
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+                                  "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        self.compiled = ov.Core().compile_model(str(path), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.input_names = [p.get_any_name() for p in self.compiled.inputs]
+        self.output_names = [p.get_any_name() for p in self.compiled.outputs]
+        self.micro_batch = int(micro_batch)
+        self.precision = "bf16" if "bf16" in str(self.compiled.get_property("INFERENCE_PRECISION_HINT")) else "fp32"
+
+    def _run_once(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        result = self.request.infer({n: np.ascontiguousarray(feeds[n], dtype=np.int64) for n in self.input_names})
+        return {p.get_any_name(): np.array(result[p]) for p in self.compiled.outputs}
+
+
+def load_student(onnx: str | Path, threads: int = 0, micro_batch: int = 0) -> GraphStudent:
+    """The student in ``onnx`` on the engine its version directory's ``runtime.json`` names (default onnxruntime)."""
+    spec = read_runtime(Path(onnx).parent)
+    if spec["engine"] == "openvino":
+        return OpenVinoStudent(onnx, threads, micro_batch, spec["precision"])
+    return OnnxStudent(onnx, threads, micro_batch)
+
+
+def check_runtime(spec: dict[str, str], where: str = "runtime") -> dict[str, str]:
+    """``spec`` with defaults filled in; an unknown engine or a precision it does not serve is named."""
+    full = {"engine": "onnxruntime", "precision": "fp32", **spec}
+    if full["engine"] not in ENGINES:
+        raise ValueError(f"{where}: engine {full['engine']!r} is not one of {sorted(ENGINES)}")
+    if full["precision"] not in ENGINES[full["engine"]]:
+        raise ValueError(f"{where}: {full['engine']} serves precision {ENGINES[full['engine']]}, "
+                         f"not {full['precision']!r}")
+    return full
+
+
+def read_runtime(version_dir: Path) -> dict[str, str]:
+    """The ``runtime.json`` of a version directory (onnxruntime where there is none)."""
+    path = version_dir / RUNTIME_FILE
+    spec = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    return check_runtime(spec, str(path))
 
 
 def merge_requests(batches: list[dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], list[int]]:

@@ -2,7 +2,8 @@
 
 The ``relevance`` ensemble crosses two python-backend stubs per request (tokenizer, then student); the
 ``relevance_direct`` model runs this scorer in one stub, which saves a process hop at batch 1.  The
-benchmark's in-process rows call the same class.  Imports numpy, tokenizers and onnxruntime only.
+benchmark's in-process rows call the same class.  Imports numpy, tokenizers and the engines
+(onnxruntime, openvino) only.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from distillery.serving.preprocess import TextEncoder
-from distillery.serving.runtime import OnnxStudent, merge_requests, split_rows
+from distillery.serving.runtime import GraphStudent, load_student, merge_requests, split_rows
 
 OUTPUT_NAMES = {"probs": "PROBS", "logits": "LOGITS"}
 """Graph output → the text model's output, named like the ensemble's."""
@@ -22,15 +23,16 @@ OUTPUT_NAMES = {"probs": "PROBS", "logits": "LOGITS"}
 @dataclass
 class TextScorer:
     encoder: TextEncoder
-    student: OnnxStudent
+    student: GraphStudent
 
     @classmethod
     def from_dir(cls, version_dir: str | Path, threads: int = 0, micro_batch: int = 0, pad_to: int = 0
                  ) -> TextScorer:
-        """``version_dir`` holds ``model.onnx`` and ``student/`` (tokenizer files and ``distillery.json``)."""
+        """``version_dir`` holds ``model.onnx``, ``runtime.json`` (which engine) and ``student/`` (tokenizer
+        files and ``distillery.json``)."""
         d = Path(version_dir)
         return cls(TextEncoder.from_dir(d / "student", pad_to=pad_to),
-                   OnnxStudent(d / "model.onnx", threads=threads, micro_batch=micro_batch))
+                   load_student(d / "model.onnx", threads=threads, micro_batch=micro_batch))
 
     def score(self, queries: list[str], items: list[str]) -> dict[str, np.ndarray]:
         """``PROBS`` and ``LOGITS`` for (query, item text) pairs, rows in order."""

@@ -3,7 +3,7 @@
 The stub bundled with ``nvidia-pytriton`` (0.5.7 and 0.7.0 alike) was compiled against NumPy 1's C
 ABI: under the project's NumPy 2 every tensor it hands to Python is garbled (int64 ``[1, 2, 3]``
 arrives as ``[1, 1, 1]``, a BYTES tensor fails to deserialise).  The stub therefore runs in a small
-venv of its own with NumPy 1.26, onnxruntime and tokenizers; a ``.pth`` file puts this checkout on its
+venv of its own with NumPy 1.26, onnxruntime, OpenVINO and tokenizers; a ``.pth`` file puts this checkout on its
 path so ``model.py`` can import ``distillery.serving``.  The stub finds that venv as the first
 ``python3`` on ``PATH`` and needs the interpreter's own ``libpython`` first on ``LD_LIBRARY_PATH``.
 
@@ -18,10 +18,10 @@ import sys
 import sysconfig
 from pathlib import Path
 
-STUB_REQUIREMENTS = ("numpy==1.26.4", "onnxruntime==1.32.0", "tokenizers==0.23.3")
+STUB_REQUIREMENTS = ("numpy==1.26.4", "onnxruntime==1.32.0", "openvino==2026.4.1", "tokenizers==0.23.3")
 ENV_VAR = "DISTILLERY_TRITON_ENV"
 PURELIB = "import sysconfig; print(sysconfig.get_path('purelib'))"
-PROBE = "import numpy, onnxruntime, tokenizers, distillery.serving.runtime; print(numpy.__version__)"
+PROBE = "import numpy, onnxruntime, openvino, tokenizers, distillery.serving.scorer; print(numpy.__version__)"
 
 
 class StubEnvError(RuntimeError):

@@ -2,7 +2,9 @@
 
 The loop owns what all methods share — seeding, length-bucketed batches, AdamW with a separate head
 learning rate, warm-up and linear decay, clipping, validation macro-F1 each epoch, early stopping on
-it, progress bars, and keeping the best weights.  A method supplies only ``loss_fn(model, batch)``.
+it, progress bars, keeping the best weights, and the optional bi-encoder similarity auxiliary
+(``train.similarity_aux``, see ``distillery.student.similarity``).  A method supplies only
+``loss_fn(model, batch)``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from distillery.config import StudentConfig, TrainConfig
 from distillery.data.schema import LabelSet, Pair, label_indices
 from distillery.evaluate import compute_metrics
 from distillery.student.model import encode, item_texts, predict_logits, softmax
+from distillery.student.similarity import PooledCapture, similarity_targets
 
 
 @dataclass
@@ -127,6 +130,24 @@ def validate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: 
     return compute_metrics(y, logits.argmax(axis=1), label_set.classes, softmax(logits))
 
 
+class SimilarityAux:
+    """The auxiliary term of ``train.similarity_aux``: a linear head on the pooled pair vector regresses
+    the starting encoder's bi-encoder cosine of each training pair.  The head is never saved."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, examples: list[Example],
+                 scfg: StudentConfig, tcfg: TrainConfig) -> None:
+        self.weight = tcfg.similarity_aux
+        cos = similarity_targets(model, tokenizer, [e.query for e in examples], [e.item for e in examples],
+                                 scfg.max_length, tcfg.eval_batch_size)
+        self.targets = {id(e): float(c) for e, c in zip(examples, cos.tolist(), strict=True)}
+        self.head = nn.Linear(model.config.hidden_size, 1)
+        self.capture = PooledCapture(model)
+
+    def loss(self, batch: list[Example]) -> torch.Tensor:
+        pred = self.head(self.capture.take(len(batch))).squeeze(-1)
+        return self.weight * nn.functional.mse_loss(pred, torch.tensor([self.targets[id(e)] for e in batch]))
+
+
 def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, examples: list[Example],
         val_pairs: list[Pair], label_set: LabelSet, scfg: StudentConfig, tcfg: TrainConfig,
         loss_fn: LossFn, desc: str = "train") -> FitResult:
@@ -141,6 +162,10 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, examples: li
     total = steps_per_epoch * tcfg.epochs if not tcfg.max_steps else min(tcfg.max_steps, steps_per_epoch * tcfg.epochs)
     warmup = int(total * tcfg.warmup_ratio)
     opt = _optimizer(model, tcfg)
+    aux = SimilarityAux(model, tokenizer, examples, scfg, tcfg) if tcfg.similarity_aux > 0 else None
+    if aux is not None:
+        # The body's rate, as measured (docs/benchmarks.md): the head only has to track a slow target.
+        opt.add_param_group({"params": list(aux.head.parameters()), "lr": tcfg.lr, "weight_decay": 0.0})
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
     )
@@ -155,7 +180,11 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, examples: li
         epoch_start = time.perf_counter()
         for batch in bar:
             inputs = encode(tokenizer, [e.query for e in batch], [e.item for e in batch], scfg.max_length)
+            if aux is not None:
+                aux.capture.reset()
             loss = loss_fn(model, batch, inputs)
+            if aux is not None:
+                loss = loss + aux.loss(batch)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.max_grad_norm)
@@ -179,5 +208,7 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, examples: li
             bad_epochs += 1
         if bad_epochs >= tcfg.patience or (tcfg.max_steps and step >= tcfg.max_steps):
             break
+    if aux is not None:
+        aux.capture.close()
     model.load_state_dict(best[2])
     return FitResult(history, best[1], best[0], train_seconds, seen)

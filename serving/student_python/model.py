@@ -1,4 +1,5 @@
-"""Triton python backend: the exported student on onnxruntime (logic in distillery.serving.runtime).
+"""Triton python backend: the exported student on onnxruntime or OpenVINO, as the version's runtime.json
+says (logic in distillery.serving.runtime).
 
 The dynamic batcher's requests are padded to one length and run as one onnxruntime call.
 """
@@ -9,7 +10,7 @@ import os
 import triton_python_backend_utils as pb_utils
 
 from distillery.serving.preprocess import INPUT_NAMES
-from distillery.serving.runtime import OnnxStudent, merge_requests, split_rows
+from distillery.serving.runtime import load_student, merge_requests, split_rows
 
 
 class TritonPythonModel:
@@ -18,7 +19,7 @@ class TritonPythonModel:
         threads = int(params.get("intra_op_threads", {}).get("string_value", "0"))
         micro_batch = int(params.get("micro_batch", {}).get("string_value", "0"))
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
-        self.student = OnnxStudent(path, threads=threads, micro_batch=micro_batch)
+        self.student = load_student(path, threads=threads, micro_batch=micro_batch)
 
     def execute(self, requests):
         try:

@@ -45,7 +45,8 @@ def students(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="session")
 def repo(students: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """v1 (champion) through the CLI, v2 (challenger, int8) through the library."""
+    """v1 (champion) through the CLI, v2 (challenger, int8) and v3 (v1's student in bf16 on OpenVINO)
+    through the library."""
     from distillery.cli import main
     from distillery.export.repository import build_repository
 
@@ -56,6 +57,8 @@ def repo(students: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) 
     from distillery.export.repository import RepositoryOptions
 
     build_repository(students[1], out, 2, queries=QUERIES, items=ITEMS, int8=True, promote=False,
+                     options=RepositoryOptions(max_batch=16))
+    build_repository(students[0], out, 3, queries=QUERIES, items=ITEMS, bf16=True, promote=False,
                      options=RepositoryOptions(max_batch=16))
     return out
 

@@ -16,7 +16,7 @@ from tests.serving.conftest import ITEMS, QUERIES, reference_probs
 
 def test_manifest_records_passing_gate_and_int8_agreement(repo: Path):
     manifest = json.loads((repo / MANIFEST).read_text())
-    assert manifest["champion"] == 1 and set(manifest["versions"]) == {"1", "2"}
+    assert manifest["champion"] == 1 and set(manifest["versions"]) == {"1", "2", "3"}
     v1 = {r["name"]: r for r in manifest["versions"]["1"]["parity"]}
     assert v1["onnx fp32"]["passed"] and v1["onnx fp32"]["max_abs_diff"] <= 1e-4
     assert v1["onnx fp32 fused"]["agreement"] >= 0.999
@@ -26,6 +26,37 @@ def test_manifest_records_passing_gate_and_int8_agreement(repo: Path):
     report = (repo / "export-report-v1.md").read_text()
     assert "| onnx fp32 | 40 |" in report and "champion" in report and (repo / "export-report-v1.png").exists()
     assert "challenger (`relevance_v2`)" in (repo / "export-report-v2.md").read_text()
+
+
+def test_bf16_version_runs_on_openvino(repo: Path, students):
+    """export.bf16: the plain graph, served by OpenVINO; its agreement is reported, not gated."""
+    from distillery.serving.runtime import OpenVinoStudent, load_student, read_runtime
+
+    v3 = json.loads((repo / MANIFEST).read_text())["versions"]["3"]
+    parity = {r["name"]: r for r in v3["parity"]}
+    assert v3["precision"] == "bf16" and v3["runtime"] == {"engine": "openvino", "precision": "bf16"}
+    assert parity["openvino bf16"]["tolerance"] is None and parity["openvino bf16"]["max_abs_diff"] < 0.1
+    assert parity["onnx fp32"]["passed"]  # the fp32 graph OpenVINO reads is gated as always
+    for model in ("student", "relevance_direct"):
+        assert read_runtime(repo / model / "3") == {"engine": "openvino", "precision": "bf16"}
+        assert read_runtime(repo / model / "1") == {"engine": "onnxruntime", "precision": "fp32"}
+    student = load_student(repo / "student" / "3" / "model.onnx", micro_batch=4)
+    assert isinstance(student, OpenVinoStudent)
+    from distillery.serving.preprocess import TextEncoder
+
+    probs = student.run(TextEncoder.from_dir(students[0]).encode(QUERIES, ITEMS))["probs"]
+    np.testing.assert_allclose(probs, reference_probs(students[0], QUERIES, ITEMS), atol=0.02)
+
+
+def test_runtime_spec_errors_name_the_file(tmp_path: Path):
+    from distillery.serving.runtime import RUNTIME_FILE, read_runtime
+
+    (tmp_path / RUNTIME_FILE).write_text('{"engine": "openvino", "precision": "int8"}')
+    with pytest.raises(ValueError, match=r"runtime.json: openvino serves precision \('fp32', 'bf16'\), not 'int8'"):
+        read_runtime(tmp_path)
+    (tmp_path / RUNTIME_FILE).write_text('{"engine": "tvm"}')
+    with pytest.raises(ValueError, match="engine 'tvm' is not one of"):
+        read_runtime(tmp_path)
 
 
 def test_gate_fails_with_figures():
