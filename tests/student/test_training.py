@@ -32,6 +32,44 @@ def test_finetuning_a_tiny_model_changes_parameters_and_lowers_the_loss():
     assert result.examples_per_second > 0
 
 
+def test_similarity_targets_are_the_starting_bi_encoder_cosine():
+    from distillery.student.similarity import mean_pooled, similarity_targets
+
+    cfg = load_config("tiny")
+    tokenizer, model = build_student(cfg.student, THREE_CLASS, seed=0)
+    got = similarity_targets(model, tokenizer, ["red dress", "usb cable"], ["red dress", "garden hose"], 32)
+    assert model.training  # left as it was found
+    model.eval()  # no dropout, as inside similarity_targets
+    q = mean_pooled(model.base_model, tokenizer, ["red dress", "usb cable"], 32, 8)
+    assert got[0].item() == pytest.approx(1.0, abs=1e-5)  # a text and itself
+    assert got[1].item() == pytest.approx(float(q[1] @ mean_pooled(model.base_model, tokenizer, ["garden hose"], 32,
+                                                                     8)[0]), abs=1e-5)
+
+
+def test_similarity_aux_trains_a_head_that_is_never_saved(tmp_path):
+    """train.similarity_aux adds a term to the loss; the saved student stays a plain classifier."""
+    from distillery.student.trainer import SimilarityAux
+
+    cfg = load_config("tiny", overrides={"train": {"epochs": 1, "similarity_aux": 5.0, "max_steps": 6}})
+    splits = split_pairs(generate(200, seed=0), cfg.data)
+    tokenizer, model = build_student(cfg.student, THREE_CLASS, seed=0)
+    examples = examples_from_pairs(splits.train, THREE_CLASS, cfg.student.item_fields)
+    aux = SimilarityAux(model, tokenizer, examples, cfg.student, cfg.train)
+    batch = examples[:4]
+    from distillery.student.model import encode
+
+    model(**encode(tokenizer, [e.query for e in batch], [e.item for e in batch], 32))
+    term = aux.loss(batch)
+    assert term.item() > 0 and term.requires_grad
+    with pytest.raises(RuntimeError, match="expected the batch's standard view first"):
+        aux.loss(batch)  # the capture is consumed: a step without a forward pass is an error
+    aux.capture.close()
+    keys = set(model.state_dict())
+    fit(model, tokenizer, examples, splits.val, THREE_CLASS, cfg.student, cfg.train, weighted_ce(None), desc="aux")
+    assert set(model.state_dict()) == keys
+    assert not any(model.base_model.pooler._forward_hooks.values())  # the hook is gone after fit
+
+
 def test_class_weights_are_inverse_frequency():
     w = class_weights([0, 0, 0, 1], 3)
     assert w[1] / w[0] == pytest.approx(3.0)
