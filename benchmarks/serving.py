@@ -189,6 +189,44 @@ def systems(model_dir: Path, export: object, pad: int, threads: int, server: obj
     }
 
 
+OVERHEAD_PAIRS = {  # in-process system → the Triton systems that serve the same graph the same way
+    "onnxruntime fp32 fused": ("Triton gRPC fp32", "Triton gRPC direct fp32"),
+    "OpenVINO bf16 + length groups": ("Triton gRPC direct bf16",),
+}
+
+
+def overhead(scorers: dict[str, Scorer], queries: list[str], items: list[str]) -> list[dict]:
+    """Triton's per-request overhead at batch 1, measured by paired calls.
+
+    Each pair is scored in-process and through Triton back to back, alternating which goes first, so
+    that both see the same pair and the same moment of machine load; the figure is the median of the
+    per-pair differences (and the difference of the two p50s, for comparison with the tables).
+    """
+    rows = []
+    for local, remotes in OVERHEAD_PAIRS.items():
+        for remote in remotes:
+            if local not in scorers or remote not in scorers:
+                continue
+            a, b = scorers[local], scorers[remote]
+            a(queries[:1], items[:1]), b(queries[:1], items[:1])  # warm-up
+            t_local, t_remote = [], []
+            for i, (q, it) in enumerate(zip(queries, items, strict=True)):
+                for first in ((a, b) if i % 2 else (b, a)):
+                    t = time.perf_counter()
+                    first([q], [it])
+                    (t_local if first is a else t_remote).append(time.perf_counter() - t)
+            diff = np.subtract(t_remote, t_local)
+            rows.append({"overhead": remote, "in_process": local, "pairs": len(queries),
+                         "p50_in_process_ms": 1e3 * float(np.median(t_local)),
+                         "p50_triton_ms": 1e3 * float(np.median(t_remote)),
+                         "median_paired_diff_ms": 1e3 * float(np.median(diff))})
+            r = rows[-1]
+            print(f"  overhead {remote:<24} vs {local:<30} p50 {r['p50_triton_ms']:.2f} vs "
+                  f"{r['p50_in_process_ms']:.2f} ms; median paired difference {r['median_paired_diff_ms']:.2f} ms",
+                  flush=True)
+    return rows
+
+
 def agreement(score: Scorer, ref: np.ndarray, queries: list[str], items: list[str]) -> float:
     probs = np.concatenate([score(queries[i:i + 32], items[i:i + 32]) for i in range(0, len(queries), 32)])
     return float(np.mean(probs.argmax(1) == ref.argmax(1)))
@@ -206,10 +244,11 @@ def run_cores(cores: int, args: argparse.Namespace, data: tuple[list[str], list[
     for pad in (128, 0) if "padded128" in args.shapes else (0,):
         enc = TextEncoder.from_dir(args.model, pad_to=pad)
         with TritonServer(build_repo(args.model, args.out, cores, pad, export, args.micro_batch)) as server:
+            loaded: dict[str, Scorer] = {}
             for name, factory in systems(args.model, export, pad, cores, server, args.micro_batch).items():
                 if args.systems and not any(k.lower() in name.lower() for k in args.systems.split(",")):
                     continue
-                score = factory()
+                score = loaded[name] = factory()
                 torch.set_num_threads(cores)
                 for shape in [x for x in (("padded128",) if pad else ("real", "sorted")) if x in args.shapes]:
                     for b in args.batches:
@@ -222,6 +261,9 @@ def run_cores(cores: int, args: argparse.Namespace, data: tuple[list[str], list[
                               flush=True)
                 if not pad and cores == 1:
                     rows.append({"cores": cores, "system": name, "agreement": agreement(score, ref, *data)})
+            if not pad and args.overhead:
+                torch.set_num_threads(cores)
+                rows += [{"cores": cores, **r} for r in overhead(loaded, q[:args.overhead], it[:args.overhead])]
     return rows
 
 
@@ -240,6 +282,8 @@ def main() -> int:
     p.add_argument("--micro-batch", type=int, default=8,
                    help="rows per length-sorted onnxruntime call in the '+ length groups' systems and Triton")
     p.add_argument("--shapes", default="padded128,real,sorted", help="input shapes to time")
+    p.add_argument("--overhead", type=int, default=0,
+                   help="also measure Triton's batch-1 overhead by paired calls on this many held-out pairs")
     p.add_argument("--reuse-export", action="store_true", help="time the ONNX files of an earlier run (no gate)")
     p.add_argument("--report-only", action="store_true", help="rewrite results.md/png from results.json")
     args = p.parse_args()
@@ -295,6 +339,13 @@ def write_markdown(rows: list[dict], out: Path) -> Path:
                 lines.append(f"| {r['system']} | {r['batch']} | {r['pairs_per_s']:.1f} | {r['p50_ms']:.2f} | "
                              f"{r['p99_ms']:.2f} | {r['pct_gemm']:.0f}% | {'' if a is None else f'{100 * a:.1f}%'} |")
             lines.append("")
+    over = [r for r in rows if "overhead" in r]
+    if over:
+        lines += ["### Triton overhead at batch 1 (paired calls)", "",
+                  "| Triton system | in-process system | pairs | p50 Triton ms | p50 in-process ms | "
+                  "median paired difference ms |", "|---|---|---:|---:|---:|---:|"]
+        lines += [f"| {r['overhead']} | {r['in_process']} | {r['pairs']} | {r['p50_triton_ms']:.2f} | "
+                  f"{r['p50_in_process_ms']:.2f} | {r['median_paired_diff_ms']:.2f} |" for r in over]
     (out / "results.md").write_text("\n".join(lines), encoding="utf-8")
     fig, ax = plt.subplots(figsize=(8, 4))
     b32 = [r for r in timed if r["batch"] == 32 and r["cores"] == 1]

@@ -136,7 +136,8 @@ class OpenVinoStudent(GraphStudent):
         self.input_names = [p.get_any_name() for p in self.compiled.inputs]
         self.output_names = [p.get_any_name() for p in self.compiled.outputs]
         self.micro_batch = int(micro_batch)
-        self.precision = "bf16" if "bf16" in str(self.compiled.get_property("INFERENCE_PRECISION_HINT")) else "fp32"
+        # The compiled model reports the precision it really runs (an ov.Type such as <Type: 'bfloat16'>).
+        self.precision = "bf16" if self.compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.bf16 else "fp32"
 
     def _run_once(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         result = self.request.infer({n: np.ascontiguousarray(feeds[n], dtype=np.int64) for n in self.input_names})
