@@ -80,6 +80,8 @@ def main() -> None:
     ap.add_argument("--reward-epochs", type=int, default=10)
     ap.add_argument("--min-margin", type=float, default=0.0, help="teacher.dpo_min_margin")
     ap.add_argument("--resume", action="store_true", help="keep stages already in OUT/results.json")
+    ap.add_argument("--reeval", action="store_true",
+                    help="re-evaluate the four trained stages in OUT with these flags (implies --resume)")
     ap.add_argument("--dpo-lr", type=float, default=1e-4)
     ap.add_argument("--profile", choices=("demo", "tiny"), default="demo", help="tiny: a smoke run of the script")
     a = ap.parse_args()
@@ -91,7 +93,7 @@ def main() -> None:
     test = random.Random(0).sample(splits.test, min(a.eval_pairs, len(splits.test)))
     results: dict[str, Any] = {"sizes": {"seed_pairs": len(seed), "eval_pairs": len(test), **vars(a)},
                                "config": cfg.to_dict()["teacher"], "stages": {}}
-    if a.resume and (out / "results.json").exists():
+    if (a.resume or a.reeval) and (out / "results.json").exists():
         results["stages"] = json.loads((out / "results.json").read_text(encoding="utf-8"))["stages"]
 
     def record(stage: str, model: str, train: dict[str, Any] | None, reward: RewardScorer | None) -> None:
@@ -103,18 +105,25 @@ def main() -> None:
         print(f"[{stage}] macro-F1 {m['macro_f1']:.3f}, parse failures {m['parse_failure_rate']:.1%}", flush=True)
 
     done = results["stages"]
+    if a.reeval:  # evaluate the trained stages again under today's flags (e.g. a longer answer budget)
+        scorer = RewardScorer.load(out / "reward", list(cfg.teacher.reward_weights))
+        for stage, model in (("zero-shot", "smollm2"), ("+DAPT", str(out / "dapt")), ("+SFT", str(out / "sft")),
+                             ("+DPO", str(out / "dpo"))):
+            record(stage, model, done[stage]["train"], scorer)
+        done = results["stages"]
     if "zero-shot" not in done:
         record("zero-shot", "smollm2", None, None)
     if "+DAPT" not in done:
         record("+DAPT", str(out / "dapt"), run_dapt(pairs, cfg, out / "dapt"), None)
     if "+SFT" not in done:
         record("+SFT", str(out / "sft"), run_sft(seed, cfg, out / "sft", base=str(out / "dapt")), None)
-    k = a.pref_prompts
-    reward = run_reward(seed[:k], cfg, out / "reward", base=str(out / "sft"))
-    dpo = run_dpo(seed[k:2 * k], cfg, out / "dpo", base=str(out / "sft"), reward_dir=str(out / "reward"))
-    scorer = RewardScorer.load(out / "reward", list(cfg.teacher.reward_weights))
-    dpo_total = dpo["seconds"] + dpo["sampling_seconds"] + reward["seconds"] + reward["sampling_seconds"]
-    record("+DPO", str(out / "dpo"), {**dpo, "reward_model": reward, "total_seconds": dpo_total}, scorer)
+    if "+DPO" not in done:
+        k = a.pref_prompts
+        reward = run_reward(seed[:k], cfg, out / "reward", base=str(out / "sft"))
+        dpo = run_dpo(seed[k:2 * k], cfg, out / "dpo", base=str(out / "sft"), reward_dir=str(out / "reward"))
+        scorer = RewardScorer.load(out / "reward", list(cfg.teacher.reward_weights))
+        dpo_total = dpo["seconds"] + dpo["sampling_seconds"] + reward["seconds"] + reward["sampling_seconds"]
+        record("+DPO", str(out / "dpo"), {**dpo, "reward_model": reward, "total_seconds": dpo_total}, scorer)
     if a.final:
         shutil.rmtree(a.final, ignore_errors=True)
         shutil.copytree(out / "dpo", a.final)
