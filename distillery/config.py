@@ -494,8 +494,8 @@ class ExportConfig:
     threads: int = 1
     """onnxruntime intra-op threads per student instance (0: one per core)."""
     micro_batch: int = 8
-    """onnxruntime runs a batch as length-sorted groups of at most this many rows, each trimmed to its
-    longest (0: the whole batch in one call)."""
+    """The python-backend student runs a batch as length-sorted groups of at most this many rows, each
+    trimmed to its longest (0: the whole batch in one call)."""
     direct: bool = True
     """Also serve ``relevance_direct``: tokenizer and student in one python model (one process hop fewer)."""
 

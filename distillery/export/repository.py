@@ -73,9 +73,9 @@ class RepositoryOptions:
     pad_to: int = 0
     """0: the tokenizer pads each request to its longest pair; N: every pair to N tokens."""
     micro_batch: int = 8
-    """onnxruntime runs a batch as length-sorted groups of at most this many rows (0: one call)."""
+    """The python-backend student runs a batch as length-sorted groups of at most this many rows (0: one call)."""
     direct: bool = True
-    """Also write ``relevance_direct`` where the ``python`` variant is written (it runs onnxruntime in python)."""
+    """Also write ``relevance_direct`` where the ``python`` variant is written (it runs the student in python)."""
     trt_profile: TrtProfile = field(default_factory=TrtProfile)
 
     def __post_init__(self) -> None:

@@ -43,7 +43,7 @@ class TextScorer:
                        ) -> list[dict[str, np.ndarray] | Exception]:
         """One result per (QUERY, ITEM) request of a dynamic batch: its outputs, or the error it caused.
 
-        A request that cannot be tokenised fails alone; the others run as one onnxruntime call.
+        A request that cannot be tokenised fails alone; the others run as one engine call.
         """
         results: list[dict[str, np.ndarray] | Exception] = []
         good: list[int] = []
