@@ -33,6 +33,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from distillery.serving.preprocess import TextEncoder
+from distillery.serving.runtime import GraphStudent
 
 Scorer = Callable[[list[str], list[str]], np.ndarray]
 
@@ -127,21 +128,26 @@ def torch_eager(model_dir: Path, pad: int) -> Scorer:
     return score
 
 
-def openvino(onnx: Path, model_dir: Path, pad: int, threads: int, micro_batch: int, precision: str) -> Scorer:
-    from distillery.serving.runtime import OpenVinoStudent
+def in_process(student: GraphStudent, model_dir: Path, pad: int) -> Scorer:
+    """Text in, probabilities out in this process: the same TextScorer as the ``relevance_direct`` model."""
+    from distillery.serving.scorer import TextScorer
 
-    student = OpenVinoStudent(onnx, threads=threads, micro_batch=micro_batch, precision=precision)
-    print(f"  OpenVINO runs the student in {student.precision}", flush=True)
-    enc = TextEncoder.from_dir(model_dir, pad_to=pad)
-    return lambda q, it: student.run(enc.encode(q, it))["probs"]
+    scorer = TextScorer(TextEncoder.from_dir(model_dir, pad_to=pad), student)
+    return lambda q, it: scorer.score(q, it)["PROBS"]
 
 
 def ort(onnx: Path, model_dir: Path, pad: int, threads: int, micro_batch: int = 0) -> Scorer:
     from distillery.serving.runtime import OnnxStudent
 
-    student = OnnxStudent(onnx, threads=threads, micro_batch=micro_batch)
-    enc = TextEncoder.from_dir(model_dir, pad_to=pad)
-    return lambda q, it: student.run(enc.encode(q, it))["probs"]
+    return in_process(OnnxStudent(onnx, threads=threads, micro_batch=micro_batch), model_dir, pad)
+
+
+def openvino(onnx: Path, model_dir: Path, pad: int, threads: int, micro_batch: int, precision: str) -> Scorer:
+    from distillery.serving.runtime import OpenVinoStudent
+
+    student = OpenVinoStudent(onnx, threads=threads, micro_batch=micro_batch, precision=precision)
+    print(f"  OpenVINO runs the student in {student.precision}", flush=True)
+    return in_process(student, model_dir, pad)
 
 
 def triton(url: str, protocol: str, model: str, version: str = "") -> Scorer:

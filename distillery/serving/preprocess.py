@@ -19,6 +19,12 @@ META_FILE = "distillery.json"
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
 
+def int_parameter(model_config: str, key: str) -> int:
+    """An integer ``parameters`` entry of a Triton model config (the JSON the python backend receives); 0 if absent."""
+    params = json.loads(model_config).get("parameters", {})
+    return int(params.get(key, {}).get("string_value", "0"))
+
+
 class RequestError(ValueError):
     """A request the tokenizer cannot serve; the message names the input and the row."""
 

@@ -60,7 +60,6 @@ class GraphStudent:
     input_names: list[str]
     output_names: list[str]
     micro_batch: int = 0
-    engine: str = ""
     precision: str = "fp32"
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -68,16 +67,18 @@ class GraphStudent:
         missing = [n for n in self.input_names if n not in feeds]
         if missing:
             raise ValueError(f"{self.path.name}: missing inputs {missing}")
-        groups = length_groups(np.asarray(feeds["attention_mask"]), self.micro_batch)
+        mask = np.asarray(feeds["attention_mask"])
+        groups = length_groups(mask, self.micro_batch)
         if len(groups) == 1:
             return self._run_once(feeds)
+        lengths = mask.sum(axis=1)
         out: dict[str, np.ndarray] = {}
         for idx in groups:
-            width = int(np.asarray(feeds["attention_mask"])[idx].sum(axis=1).max())
+            width = int(lengths[idx].max())
             part = self._run_once({n: np.asarray(feeds[n])[idx, :width] for n in self.input_names})
             for name, value in part.items():
                 if name not in out:
-                    out[name] = np.empty((len(feeds["attention_mask"]), *value.shape[1:]), dtype=value.dtype)
+                    out[name] = np.empty((len(mask), *value.shape[1:]), dtype=value.dtype)
                 out[name][idx] = value
         return out
 
@@ -93,8 +94,6 @@ def _check_file(path: str | Path) -> Path:
 
 class OnnxStudent(GraphStudent):
     """The student on onnxruntime's CPU provider."""
-
-    engine = "onnxruntime"
 
     def __init__(self, path: str | Path, threads: int = 0, micro_batch: int = 0) -> None:
         import onnxruntime as ort
@@ -118,8 +117,6 @@ class OpenVinoStudent(GraphStudent):
     On a CPU without bf16 instructions OpenVINO keeps fp32; :attr:`precision` is what it actually runs.
     The plain graph only: onnxruntime's fused contrib operators are not ONNX that OpenVINO reads.
     """
-
-    engine = "openvino"
 
     def __init__(self, path: str | Path, threads: int = 0, micro_batch: int = 0, precision: str = "bf16") -> None:
         import openvino as ov

@@ -20,6 +20,10 @@ OUTPUT_NAMES = {"probs": "PROBS", "logits": "LOGITS"}
 """Graph output → the text model's output, named like the ensemble's."""
 
 
+def _named(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {OUTPUT_NAMES[k]: v for k, v in outputs.items() if k in OUTPUT_NAMES}
+
+
 @dataclass
 class TextScorer:
     encoder: TextEncoder
@@ -36,8 +40,7 @@ class TextScorer:
 
     def score(self, queries: list[str], items: list[str]) -> dict[str, np.ndarray]:
         """``PROBS`` and ``LOGITS`` for (query, item text) pairs, rows in order."""
-        out = self.student.run(self.encoder.encode(queries, items))
-        return {OUTPUT_NAMES[k]: v for k, v in out.items() if k in OUTPUT_NAMES}
+        return _named(self.student.run(self.encoder.encode(queries, items)))
 
     def score_requests(self, requests: list[tuple[np.ndarray | None, np.ndarray | None]]
                        ) -> list[dict[str, np.ndarray] | Exception]:
@@ -59,5 +62,5 @@ class TextScorer:
             merged, counts = merge_requests(feeds)
             outputs = self.student.run(merged)
             for i, out in zip(good, split_rows(outputs, counts), strict=True):
-                results[i] = {OUTPUT_NAMES[k]: v for k, v in out.items() if k in OUTPUT_NAMES}
+                results[i] = _named(out)
         return results

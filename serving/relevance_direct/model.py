@@ -3,24 +3,21 @@
 The same answer as the ``relevance`` ensemble with one process hop fewer per request.
 """
 
-import json
 import os
 
 import triton_python_backend_utils as pb_utils
 
+from distillery.serving.preprocess import int_parameter
 from distillery.serving.scorer import TextScorer
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        params = json.loads(args["model_config"]).get("parameters", {})
-
-        def param(key):
-            return int(params.get(key, {}).get("string_value", "0"))
-
+        config = args["model_config"]
         version_dir = os.path.join(args["model_repository"], args["model_version"])
-        self.scorer = TextScorer.from_dir(version_dir, threads=param("intra_op_threads"),
-                                          micro_batch=param("micro_batch"), pad_to=param("pad_to_length"))
+        self.scorer = TextScorer.from_dir(version_dir, threads=int_parameter(config, "intra_op_threads"),
+                                          micro_batch=int_parameter(config, "micro_batch"),
+                                          pad_to=int_parameter(config, "pad_to_length"))
 
     def execute(self, requests):
         texts = [(pb_utils.get_input_tensor_by_name(r, "QUERY").as_numpy(),

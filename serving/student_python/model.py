@@ -4,22 +4,20 @@ says (logic in distillery.serving.runtime).
 The dynamic batcher's requests are padded to one length and run as one onnxruntime call.
 """
 
-import json
 import os
 
 import triton_python_backend_utils as pb_utils
 
-from distillery.serving.preprocess import INPUT_NAMES
+from distillery.serving.preprocess import INPUT_NAMES, int_parameter
 from distillery.serving.runtime import load_student, merge_requests, split_rows
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        params = json.loads(args["model_config"]).get("parameters", {})
-        threads = int(params.get("intra_op_threads", {}).get("string_value", "0"))
-        micro_batch = int(params.get("micro_batch", {}).get("string_value", "0"))
+        config = args["model_config"]
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
-        self.student = load_student(path, threads=threads, micro_batch=micro_batch)
+        self.student = load_student(path, threads=int_parameter(config, "intra_op_threads"),
+                                    micro_batch=int_parameter(config, "micro_batch"))
 
     def execute(self, requests):
         try:

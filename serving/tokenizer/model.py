@@ -1,17 +1,15 @@
 """Triton python backend: the server-side tokenizer (logic in distillery.serving.preprocess)."""
 
-import json
 import os
 
 import triton_python_backend_utils as pb_utils
 
-from distillery.serving.preprocess import INPUT_NAMES, TextEncoder
+from distillery.serving.preprocess import INPUT_NAMES, TextEncoder, int_parameter
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        params = json.loads(args["model_config"]).get("parameters", {})
-        pad_to = int(params.get("pad_to_length", {}).get("string_value", "0"))
+        pad_to = int_parameter(args["model_config"], "pad_to_length")
         version_dir = os.path.join(args["model_repository"], args["model_version"])
         self.encoder = TextEncoder.from_dir(os.path.join(version_dir, "student"), pad_to=pad_to)
 
