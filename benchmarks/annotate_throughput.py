@@ -47,31 +47,44 @@ def shards(args: argparse.Namespace, n: int, out: Path) -> dict[str, float]:
             "prefill_tok_per_s_per_shard": r.prefill_tokens_per_second}
 
 
-def split_prefill_decode(args: argparse.Namespace) -> dict[str, float]:
-    """One batch, one thread: time the prompt forward alone, then the whole answer; decode = the rest."""
+def split_prefill_decode(args: argparse.Namespace, batch: int) -> list[dict[str, object]]:
+    """One batch, one thread, the decoder's own clock for prefill and decoding.  With ``--cascade-ab`` the same
+    batch is decoded alternately with and without the shared-prefix cascade attention, ``--reps`` times each
+    (side by side in one process, so that the host's drift hits both settings alike)."""
     import torch
 
     from distillery.annotation import select_pairs
     from distillery.config import load_config, parse_overrides
     from distillery.data.spec import load
+    from distillery.teacher.generate import DecodeTiming
     from distillery.teacher.inference import load_teacher
 
     torch.set_num_threads(1)
     cfg = load_config("demo", overrides=parse_overrides(
-        [*args.set, "annotate.split=all", f"annotate.max_pairs={args.batch_size}", "teacher.threads=1"]))
+        [*args.set, "annotate.split=all", f"annotate.max_pairs={batch}", "teacher.threads=1"]))
     pairs = select_pairs(load(args.data)[0], cfg)
     teacher = load_teacher(args.teacher, cfg)
-    t0, c0 = time.perf_counter(), time.process_time()
-    answers = teacher.answer(pairs, len(pairs))
-    total, total_cpu = time.perf_counter() - t0, time.process_time() - c0
-    t = teacher.decoder.timing  # the decoder's own clock: prefill and decoding steps, separately
-    return {"batch": len(pairs), "dtype": str(teacher.model.dtype), "prompt_tokens": t.prompt_tokens,
-            "prefill_s": t.prefill_seconds, "prefill_tok_per_s": t.prompt_tokens / t.prefill_seconds,
-            "decode_s": t.decode_seconds, "decode_steps": t.steps, "decode_tokens": t.decode_tokens,
-            "decode_tok_per_s": t.decode_tokens / t.decode_seconds,
-            "generated_tokens": sum(a.generated_tokens for a in answers),
-            "forced_labels": sum(a.forced_label for a in answers), "answer_s": total, "answer_cpu_s": total_cpu,
-            "torch_threads": torch.get_num_threads()}
+    settings = (False, True) if args.cascade_ab else (teacher.decoder.cascade,)
+    teacher.answer(pairs[:8], 8)  # warm-up: first-call kernel set-up stays out of the figures
+    rows: list[dict[str, object]] = []
+    for rep in range(args.reps):
+        for cascade in settings:
+            teacher.decoder.cascade, teacher.decoder.timing = cascade, DecodeTiming()
+            t0, c0 = time.perf_counter(), time.process_time()
+            answers = teacher.answer(pairs, len(pairs))
+            total, total_cpu = time.perf_counter() - t0, time.process_time() - c0
+            t = teacher.decoder.timing
+            rows.append({"batch": len(pairs), "rep": rep, "cascade": cascade, "dtype": str(teacher.model.dtype),
+                         "max_new_tokens": cfg.teacher.max_new_tokens, "prompt_tokens": t.prompt_tokens,
+                         "prefill_s": t.prefill_seconds, "prefill_tok_per_s": t.prompt_tokens / t.prefill_seconds,
+                         "decode_s": t.decode_seconds, "decode_steps": t.steps, "decode_tokens": t.decode_tokens,
+                         "decode_tok_per_s": t.decode_tokens / t.decode_seconds,
+                         "generated_tokens": sum(a.generated_tokens for a in answers),
+                         "parse_failures": sum(a.parse_error is not None for a in answers),
+                         "forced_labels": sum(a.forced_label for a in answers), "answer_s": total,
+                         "answer_cpu_s": total_cpu})
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
 
 
 def main() -> None:
@@ -80,13 +93,19 @@ def main() -> None:
     ap.add_argument("--data", default=ESCI)
     ap.add_argument("--pairs", type=int, default=48, help="pairs per shard")
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--split-batches", type=int, nargs="*", default=None,
+                    help="batch sizes of the in-process prefill/decode split (default: --batch-size)")
+    ap.add_argument("--reps", type=int, default=1, help="repeats of each split setting")
+    ap.add_argument("--cascade-ab", action="store_true", help="split with and without the cascade attention")
+    ap.add_argument("--no-shards", action="store_true", help="only the in-process split")
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     out = Path(args.out)
-    res = {"split": split_prefill_decode(args)}
-    print(json.dumps(res["split"], indent=1), flush=True)
-    for n in (1, 2):
+    out.mkdir(parents=True, exist_ok=True)
+    res: dict[str, object] = {"split": [r for b in (args.split_batches or [args.batch_size])
+                                        for r in split_prefill_decode(args, b)]}
+    for n in () if args.no_shards else (1, 2):
         res[f"shards{n}"] = shards(args, n, out / f"shards{n}")
         print(json.dumps(res[f"shards{n}"], indent=1), flush=True)
     (out / "throughput.json").write_text(json.dumps(res, indent=1))

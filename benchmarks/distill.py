@@ -96,12 +96,16 @@ def teacher_scores(pairs: list[Any], ann: dict[Any, Any], cfg: Config) -> dict[s
 
 def run_all(args: argparse.Namespace, cfg_over: dict[str, Any], pairs: list[Any], ann: dict[Any, Any],
             out: Path) -> None:
-    plan = [(v, m, o, s) for s in range(args.seeds) for v, m, o, main in RUNS if main or s < args.ablation_seeds]
+    # The main table over every seed first, then the ablations: a budget cut short still leaves (a)–(e) whole.
+    plan = [(v, m, o, s) for s in range(args.seeds) for v, m, o, main in RUNS if main]
+    plan += [(v, m, o, s) for s in range(args.ablation_seeds) for v, m, o, main in RUNS if not main]
     if args.only:
         rank = {f"({c})" if len(c) == 1 else c: i for i, c in enumerate(args.only)}
         plan = sorted((x for x in plan if x[0][:3] in rank or x[0] in rank),
                       key=lambda x: (x[3], rank.get(x[0][:3], rank.get(x[0], 0))))
     for i, (variant, method, over, seed) in enumerate(plan, 1):
+        if (i - 1) % args.workers != args.worker:
+            continue
         run_dir = out / "runs" / f"{_slug(variant)}-s{seed}"
         if (run_dir / "metrics.json").exists():
             continue
@@ -170,6 +174,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--ablation-seeds", type=int, default=1)
     ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--workers", type=int, default=1, help="split the runs over this many processes ...")
+    ap.add_argument("--worker", type=int, default=0, help="... of which this is one (0-based)")
     ap.add_argument("--only", nargs="*", default=[], help="run only these letters (a b d) or variant names")
     ap.add_argument("--student-layers", type=int, default=0,
                     help="train a MiniLM cut to its first N layers (0: the full 6-layer student)")

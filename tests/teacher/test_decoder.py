@@ -173,3 +173,36 @@ def test_prefill_in_row_chunks_gives_the_same_answers(monkeypatch: pytest.Monkey
     chunked = teacher.answer(pairs, batch_size=5)
     for x, y in zip(whole, chunked, strict=True):
         assert x.raw == y.raw and x.label_probs == pytest.approx(y.label_probs, abs=1e-4)
+
+
+def test_cascade_attention_equals_sdpa_over_prefix_and_row_keys() -> None:
+    """One query token over [shared prefix | left-padded row keys]: the log-sum-exp merge equals plain SDPA."""
+    from distillery.teacher.prefix_attention import _cascade
+
+    g = torch.Generator().manual_seed(0)
+    b, heads, kv_heads, p, own, d = 5, 6, 2, 7, 11, 16
+    q = torch.randn(b, heads, 1, d, generator=g)
+    pk, pv = torch.randn(kv_heads, p, d, generator=g), torch.randn(kv_heads, p, d, generator=g)
+    rk, rv = torch.randn(b, kv_heads, own, d, generator=g), torch.randn(b, kv_heads, own, d, generator=g)
+    key = torch.cat([pk.expand(b, -1, -1, -1), rk], dim=2)
+    value = torch.cat([pv.expand(b, -1, -1, -1), rv], dim=2)
+    mask = torch.ones(b, 1, 1, p + own, dtype=torch.bool)
+    for r in range(b):
+        mask[r, ..., p:p + 2 * r] = False  # left padding after the prefix, a different amount per row
+    want = torch.nn.functional.scaled_dot_product_attention(q, key, value, attn_mask=mask, scale=0.3,
+                                                            enable_gqa=True).transpose(1, 2)
+    torch.testing.assert_close(_cascade(q, key, value, mask, pk, pv, 0.3), want, rtol=1e-5, atol=1e-5)
+    unpadded = torch.nn.functional.scaled_dot_product_attention(q, key, value, scale=0.3, enable_gqa=True)
+    torch.testing.assert_close(_cascade(q, key, value, None, pk, pv, 0.3), unpadded.transpose(1, 2),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_tiny_teacher_decodes_the_same_with_and_without_the_cascade() -> None:
+    teacher = load_teacher("tiny", load_config("tiny", overrides={"teacher": {"max_new_tokens": 6}}))
+    assert teacher.decoder.cascade and teacher.prefix  # installed on the CPU, prompts share the system prefix
+    pairs = load_pairs("synthetic:40")[:6]
+    cascade = teacher.answer(pairs, batch_size=6)
+    teacher.decoder.cascade = False
+    plain = teacher.answer(pairs, batch_size=6)
+    for x, y in zip(cascade, plain, strict=True):
+        assert x.raw == y.raw and x.label_probs == pytest.approx(y.label_probs, abs=1e-5)
