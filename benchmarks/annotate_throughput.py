@@ -3,7 +3,8 @@ side by side, 1 thread each), through the real ``distillery annotate`` processes
 split into prefill and decoding time by the decoder's own clock.  ``--set teacher.infer_dtype=float32``
 measures the float32 weights beside the default (bf16 where the CPU has AMX/AVX512-BF16).
 
-    nice -n 5 .venv/bin/python benchmarks/annotate_throughput.py --pairs 48 --batch-size 16 --out /tmp/thr
+    .venv/bin/python benchmarks/annotate_throughput.py --teacher DIR --split-batches 64 128 --reps 2 --cascade-ab \
+        --no-shards --set teacher.max_new_tokens=80 --out /tmp/thr
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -45,6 +47,20 @@ def shards(args: argparse.Namespace, n: int, out: Path) -> dict[str, float]:
             "generated_tok_per_cpu_s": r.generated_tokens_per_cpu_second, "pairs_per_cpu_s": r.pairs_per_cpu_second,
             "parse_failures": r.parse_failures, "decode_tok_per_s_per_shard": r.decode_tokens_per_second,
             "prefill_tok_per_s_per_shard": r.prefill_tokens_per_second}
+
+
+def stream_bandwidth(mb: int = 512, reps: int = 5) -> float:
+    """GB/s one thread reads from memory (a sum over a tensor far larger than the caches): decoding at these
+    batch sizes streams every weight and every row's KV cache once per step, so this bounds its speed."""
+    import torch
+
+    torch.set_num_threads(1)
+    x = torch.ones(mb * 2**20 // 4)
+    x.sum()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        x.sum()
+    return reps * x.numel() * 4 / (time.perf_counter() - t0) / 1e9
 
 
 def split_prefill_decode(args: argparse.Namespace, batch: int) -> list[dict[str, object]]:
@@ -84,7 +100,18 @@ def split_prefill_decode(args: argparse.Namespace, batch: int) -> list[dict[str,
                          "forced_labels": sum(a.forced_label for a in answers), "answer_s": total,
                          "answer_cpu_s": total_cpu})
             print(json.dumps(rows[-1]), flush=True)
+    if args.profile:
+        print(profile_ops(teacher, pairs), flush=True)
     return rows
+
+
+def profile_ops(teacher: Any, pairs: list[Any]) -> str:
+    """torch.profiler's top operators over one more answer() of the batch (prefill included, a few %)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        teacher.answer(pairs, len(pairs))
+    return str(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 
 
 def main() -> None:
@@ -97,14 +124,16 @@ def main() -> None:
                     help="batch sizes of the in-process prefill/decode split (default: --batch-size)")
     ap.add_argument("--reps", type=int, default=1, help="repeats of each split setting")
     ap.add_argument("--cascade-ab", action="store_true", help="split with and without the cascade attention")
+    ap.add_argument("--profile", action="store_true", help="print the top operators of one more batch")
     ap.add_argument("--no-shards", action="store_true", help="only the in-process split")
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    res: dict[str, object] = {"split": [r for b in (args.split_batches or [args.batch_size])
-                                        for r in split_prefill_decode(args, b)]}
+    res: dict[str, object] = {"stream_gb_per_s": stream_bandwidth()}
+    print(json.dumps(res), flush=True)
+    res["split"] = [r for b in (args.split_batches or [args.batch_size]) for r in split_prefill_decode(args, b)]
     for n in () if args.no_shards else (1, 2):
         res[f"shards{n}"] = shards(args, n, out / f"shards{n}")
         print(json.dumps(res[f"shards{n}"], indent=1), flush=True)
