@@ -11,8 +11,14 @@ Synthetic marketplace, simulated teacher (see benchmarks/sim_teacher.py)::
 ESCI with the trained teacher (annotation of the seed and log pairs, and the test pairs for the teacher's
 own macro-F1, in two shards side by side)::
 
-    nice -n 5 .venv/bin/python benchmarks/distill.py --data esci:../shared/data/esci-us/esci_us_dev.tsv.gz \\
-        --teacher /work/artifacts/esci-teacher --shards 2 --out /tmp/bench-esci --set student.max_length=64
+    .venv/bin/python benchmarks/distill.py --data esci:../shared/data/esci-us/esci_us_dev.tsv.gz \\
+        --teacher TEACHER_DIR --shards 2 --out /tmp/bench-esci --seeds 0 --set annotate.max_pairs=0
+
+and the students in two processes side by side (``--worker 0`` and ``--worker 1``; finished runs are skipped)::
+
+    .venv/bin/python benchmarks/distill.py --data esci:... --teacher TEACHER_DIR \\
+        --annotations /tmp/bench-esci/annotations.jsonl --out /tmp/bench-esci --workers 2 --worker 0 \\
+        --set student.max_length=64 --set train.threads=1
 """
 
 from __future__ import annotations
