@@ -154,7 +154,8 @@ class Decoder:
         # transformers 5 renamed ``past_key_values`` to ``cache``; other models may still use the old name.
         params = inspect.signature(model.forward).parameters
         self.cache_kw = "cache" if "cache" in params else "past_key_values"
-        self._prefix: tuple[str, tuple[list[int], DynamicCache]] | None = None
+        # (prefix text, (its ids, its KV cache), the same keys/values as one shared copy for the cascade)
+        self._prefix: tuple[str, tuple[list[int], DynamicCache], SharedPrefix] | None = None
         # Book-keeping stays on the CPU; only the model's inputs go to its device and last logits come back.
         self.device = next(model.parameters()).device
         self.timing = DecodeTiming()
@@ -185,7 +186,9 @@ class Decoder:
         cache = ReservedCache()
         self._forward(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long), torch.arange(len(ids))[None],
                       cache)
-        self._prefix = (prefix, (ids, cache))
+        layers = [x.filled() for x in cache.layers if isinstance(x, ReservedLayer)]
+        self._prefix = (prefix, (ids, cache), SharedPrefix([k[0].contiguous() for k, _ in layers],
+                                                           [v[0].contiguous() for _, v in layers]))
         return ids, cache
 
     def _prefill(self, prompts: list[str], prefix: str, shared: tuple[list[int], DynamicCache] | None
@@ -214,11 +217,9 @@ class Decoder:
 
     def _shared_prefix(self, shared: tuple[list[int], DynamicCache] | None) -> SharedPrefix | None:
         """The prefix's keys and values for the cascade attention (None: no shared prefix, or not installed)."""
-        if shared is None or not self.cascade:
+        if shared is None or not self.cascade or self._prefix is None:
             return None
-        layers = [x for x in shared[1].layers if isinstance(x, ReservedLayer)]
-        return SharedPrefix([x.filled()[0][0].contiguous() for x in layers],
-                            [x.filled()[1][0].contiguous() for x in layers])
+        return self._prefix[2]
 
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: DynamicCache | None
                  ) -> torch.Tensor:

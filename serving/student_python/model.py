@@ -1,7 +1,7 @@
 """Triton python backend: the exported student on onnxruntime or OpenVINO, as the version's runtime.json
 says (logic in distillery.serving.runtime).
 
-The dynamic batcher's requests are padded to one length and run as one onnxruntime call.
+The dynamic batcher's requests are padded to one length and run as one engine call.
 """
 
 import os
