@@ -35,9 +35,14 @@ def run_cmd(args: argparse.Namespace) -> int:
     data = args.data or DEFAULT_DATA[cfg.profile]
     out = Path(args.out or f"runs/{cfg.profile}").resolve()
     out.mkdir(parents=True, exist_ok=True)
+    eval_pairs, fit = args.teacher_eval_pairs, None
+    if cfg.profile == "demo" and not args.no_fit:
+        from distillery.pipeline.budget import fit_to_machine
+
+        cfg, eval_pairs, fit = fit_to_machine(cfg, eval_pairs)
+        print(f"distillery run: {fit.lines()[3]}", file=sys.stderr)
     arguments = pipeline_arguments(cfg, data, champion=args.champion, publish=args.publish, shards=args.shards,
-                                   method=args.method, ab_users=args.ab_users,
-                                   teacher_eval_pairs=args.teacher_eval_pairs,
+                                   method=args.method, ab_users=args.ab_users, teacher_eval_pairs=eval_pairs,
                                    serving_uri=args.serving_uri or str(out / "serving"))
     log_path = out / "pipeline.log"
     print(f"distillery run: profile {cfg.profile}, data {data}, output {out} (task output in {log_path})",
@@ -56,7 +61,8 @@ def run_cmd(args: argparse.Namespace) -> int:
     published = published_locations(bundle, args.publish) if args.publish else None
     metrics = finalize(bundle, out, sink.events, wall_seconds=time.perf_counter() - t0, published=published,
                        serving_uri=arguments["serving_uri"],
-                       ab_dir=conditional_outputs(out / "pipeline_root", "ab-evaluation", "evaluation"))
+                       ab_dir=conditional_outputs(out / "pipeline_root", "ab-evaluation", "evaluation"),
+                       machine_fit=fit)
     g = metrics["gate"]
     print(f"student macro-F1 {g['student_macro_f1']:.4f} (champion {g['champion_macro_f1']:.4f}: "
           f"{'deploy' if g['deploy'] else 'keep the champion'}) · report: {out / 'report.md'}")
@@ -88,6 +94,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher-eval-pairs", type=int, default=64,
                    help="held-out test pairs the teacher is evaluated on (0: all)")
     p.add_argument("--no-cache", action="store_true", help="run every task again")
+    p.add_argument("--no-fit", action="store_true",
+                   help="demo profile: keep the teacher's caps as configured instead of scaling them to this "
+                        "machine's measured speed (distillery/pipeline/budget.py)")
     p.set_defaults(handler=run_cmd)
 
     p = sub.add_parser("compile", help="compile every KFP pipeline to IR YAML")

@@ -16,6 +16,7 @@ from typing import Any
 
 from distillery.config import Config
 from distillery.evaluate import write_json
+from distillery.pipeline.budget import MachineFit
 from distillery.pipeline.progress import TaskEvents
 
 DEFAULT_DATA = {"tiny": "synthetic:600", "demo": "synthetic:3000", "full": "synthetic:20000"}
@@ -74,8 +75,9 @@ def _ab_lines(ab_dir: Path | None, out: Path) -> tuple[dict[str, Any] | None, li
 
 def finalize(bundle_dir: str | Path, out_dir: str | Path, events: TaskEvents, *, wall_seconds: float,
              published: dict[str, str] | None = None, serving_uri: str = "",
-             ab_dir: Path | None = None) -> dict[str, Any]:
-    """Copy the report bundle into ``out_dir`` and add the task timings to ``metrics.json`` and the report."""
+             ab_dir: Path | None = None, machine_fit: MachineFit | None = None) -> dict[str, Any]:
+    """Copy the report bundle into ``out_dir`` and add the task timings (and, for the demo, how its teacher work
+    was fitted to the machine) to ``metrics.json`` and the report."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for f in Path(bundle_dir).iterdir():
@@ -84,14 +86,16 @@ def finalize(bundle_dir: str | Path, out_dir: str | Path, events: TaskEvents, *,
     metrics = dict(json.loads((out / "metrics.json").read_text(encoding="utf-8")))
     timings = {name: round(sec, 2) for name, sec in events.seconds.items()}
     metrics["run"] = {"wall_seconds": round(wall_seconds, 1), "task_seconds": timings,
-                      "cached_tasks": sorted(set(events.cached))}
+                      "cached_tasks": sorted(set(events.cached)),
+                      "machine_fit": machine_fit.to_dict() if machine_fit else None}
     if published:
         metrics["published"] = published
     # The pipeline's dsl.If deployed the repository exactly when this rule holds (same figures).
     metrics["deployed"] = serving_uri if metrics["gate"]["deploy"] and serving_uri else None
     metrics["abtest"], ab_lines = _ab_lines(ab_dir, out)
     write_json(metrics, out / "metrics.json")
-    lines = [*ab_lines,"", "## Tasks", "", f"Wall time {wall_seconds:.1f} s.", "", "| task | seconds |", "|---|---|",
+    lines = [*ab_lines, *(machine_fit.lines() if machine_fit else []), "", "## Tasks", "",
+             f"Wall time {wall_seconds:.1f} s.", "", "| task | seconds |", "|---|---|",
              *[f"| {name} | {sec:.1f} |" for name, sec in timings.items()],
              *[f"| {name} | reused from the cache |" for name in sorted(set(events.cached))]]
     if metrics["deployed"]:

@@ -28,6 +28,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from distillery import hardware
 from distillery.config import Config, TeacherConfig
 
 META_FILE = "teacher.json"
@@ -66,15 +67,11 @@ def is_teacher_dir(model: str) -> bool:
 
 
 def native_bf16(cuda: bool) -> bool:
-    """bf16 matmuls run natively: a GPU that supports them, or a CPU with AMX or AVX512-BF16 (``/proc/cpuinfo``);
+    """bf16 matmuls run natively: a GPU that supports them, or a CPU with AMX or AVX512-BF16;
     elsewhere bf16 is emulated and slower than float32."""
     if cuda:
         return bool(torch.cuda.is_bf16_supported())
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+    return hardware.cpu().bf16_native
 
 
 def cache_dir() -> Path:
