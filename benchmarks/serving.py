@@ -12,7 +12,8 @@ also given as % of the core's measured fp32 GEMM FLOP/s, counting the FLOPs of e
 longest pair (the "+ length groups" systems and Triton's student, which run length-sorted micro-batches of
 --micro-batch rows, compute less than that, so their % is an upper bound).  "Triton … direct" is the
 ``relevance_direct`` model: tokenizer and student in one python stub instead of the two-step ensemble.
-Writes results.json and results.md to --out.
+Writes results.json and results.md to --out, headed by the CPU (model, ISA features that decide each path)
+and with the precision each system really ran on it (OpenVINO bf16 runs fp32 without AMX/AVX512-BF16).
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from distillery import hardware
 from distillery.serving.preprocess import TextEncoder
-from distillery.serving.runtime import GraphStudent
+from distillery.serving.runtime import GraphStudent, runs_at
 
 Scorer = Callable[[list[str], list[str]], np.ndarray]
 
@@ -164,7 +166,10 @@ def build_repo(model_dir: Path, work: Path, threads: int, pad: int, export: obje
     repo = work / f"repo-t{threads}-p{pad}"
     opts = RepositoryOptions(max_batch=64, threads=threads, pad_to=pad, queue_delay_us=0, micro_batch=micro_batch)
     write_version(model_dir, repo, 1, export.fused, opts)  # type: ignore[attr-defined]
-    write_version(model_dir, repo, 2, export.int8, opts, promote=False)  # type: ignore[attr-defined]
+    from distillery.export.quantize import SETTINGS
+
+    write_version(model_dir, repo, 2, export.int8, opts, promote=False,  # type: ignore[attr-defined]
+                  runtime={"engine": "onnxruntime", "precision": "int8", "quantization": SETTINGS})
     write_version(model_dir, repo, 3, export.onnx, opts, promote=False,  # type: ignore[attr-defined]
                   runtime={"engine": "openvino", "precision": "bf16"})
     return repo
@@ -199,6 +204,13 @@ OVERHEAD_PAIRS = {  # in-process system → the Triton systems that serve the sa
     "onnxruntime fp32 fused": ("Triton gRPC fp32", "Triton gRPC direct fp32"),
     "OpenVINO bf16 + length groups": ("Triton gRPC direct bf16",),
 }
+
+
+def ran_precision(system: str) -> str:
+    """The precision a system runs at on this CPU (Triton's stubs run on the same CPU as this process)."""
+    if "bf16" in system or "OpenVINO" in system:
+        return runs_at({"engine": "openvino", "precision": "bf16"})
+    return "int8" if "int8" in system else "fp32"
 
 
 def overhead(scorers: dict[str, Scorer], queries: list[str], items: list[str]) -> list[dict]:
@@ -261,7 +273,7 @@ def run_cores(cores: int, args: argparse.Namespace, data: tuple[list[str], list[
                         work = batches(q, it, b, shape == "sorted", enc)
                         r = measure(score, work, enc, cfg, pad, args.min_seconds, peak)
                         rows.append({"cores": cores, "system": name, "inputs": shape, "batch": b,
-                                     "gemm_gflops": peak, **r})
+                                     "ran": ran_precision(name), "gemm_gflops": peak, **r})
                         print(f"  {name:<24} {shape:<9} b={b:<3} {r['pairs_per_s']:8.1f} pairs/s  "
                               f"p50 {r['p50_ms']:8.2f} ms  p99 {r['p99_ms']:8.2f} ms  {r['pct_gemm']:5.1f}% GEMM",
                               flush=True)
@@ -309,11 +321,15 @@ def main() -> int:
                               quantize_int8(d / "student.fused.onnx", d / "student.int8.onnx"))
     else:
         export = export_student(args.model, args.out / "onnx", data[0], data[1], int8=True)
+    print(f"CPU: {hardware.cpu().line()}", flush=True)
     for r in export.reports:
         print("parity", r.line(), flush=True)
+    for refused in getattr(export, "refused", []):
+        print(f"gate refused {refused['precision']} (timed anyway, not served by export): {refused['reason']}")
     ref = agreement_ref(args.model, data)
     cfg = json.loads((args.model / "config.json").read_text())
-    rows = [{"parity": [r.to_dict() for r in export.reports], "held_out_pairs": len(data[0])}]
+    rows = [{"parity": [r.to_dict() for r in export.reports], "held_out_pairs": len(data[0]),
+             "hardware": hardware.describe(), "refused": getattr(export, "refused", [])}]
     for cores in (int(c) for c in args.cores.split(",")):
         rows += run_cores(cores, args, data, export, cfg, ref)
     (args.out / "results.json").write_text(json.dumps(rows, indent=1))
@@ -330,7 +346,12 @@ def write_markdown(rows: list[dict], out: Path) -> Path:
 
     timed = [r for r in rows if "pairs_per_s" in r]
     agree = {r["system"]: r["agreement"] for r in rows if "agreement" in r}
+    hw = next((r["hardware"] for r in rows if "hardware" in r), None)
     lines = []
+    if hw:
+        lines += [f"CPU: {hardware.CpuInfo(hw['model'], hw['cpus'], tuple(hw['flags'])).line()}", ""]
+    for refused in next((r.get("refused", []) for r in rows if "hardware" in r), []):
+        lines += [f"- export gate refused {refused['precision']} (timed here all the same): {refused['reason']}", ""]
     for cores in sorted({r["cores"] for r in timed}):
         peak = next(r["gemm_gflops"] for r in timed if r["cores"] == cores)
         for shape in ("padded128", "real", "sorted"):
@@ -338,11 +359,12 @@ def write_markdown(rows: list[dict], out: Path) -> Path:
             if not sel:
                 continue
             lines += [f"### {cores} core(s), inputs: {shape} (fp32 GEMM {peak:.0f} GFLOP/s)", "",
-                      "| system | batch | pairs/s | p50 ms | p99 ms | % of GEMM | label agreement |",
-                      "|---|---:|---:|---:|---:|---:|---:|"]
+                      "| system | ran | batch | pairs/s | p50 ms | p99 ms | % of GEMM | label agreement |",
+                      "|---|---|---:|---:|---:|---:|---:|---:|"]
             for r in sel:
                 a = agree.get(r["system"])
-                lines.append(f"| {r['system']} | {r['batch']} | {r['pairs_per_s']:.1f} | {r['p50_ms']:.2f} | "
+                lines.append(f"| {r['system']} | {r.get('ran', '?')} | {r['batch']} | {r['pairs_per_s']:.1f} | "
+                             f"{r['p50_ms']:.2f} | "
                              f"{r['p99_ms']:.2f} | {r['pct_gemm']:.0f}% | {'' if a is None else f'{100 * a:.1f}%'} |")
             lines.append("")
     over = [r for r in rows if "overhead" in r]

@@ -43,29 +43,26 @@ def parity_texts(args: argparse.Namespace, cfg: Config) -> tuple[list[str], list
 
 def run_export_cmd(args: argparse.Namespace) -> int:
     from distillery.export.parity import ParityError
-    from distillery.export.repository import RepositoryOptions, build_repository
+    from distillery.export.repository import build_from_config
     from distillery.export.tensorrt import TrtProfile
 
     cfg = export_config(args)
     ex = cfg.export
     queries, items = parity_texts(args, cfg)
     print(f"parity set: {len(queries)} pairs from {args.data} ({args.split})")
-    opts = RepositoryOptions(variants=tuple(ex.variants), serve_with=ex.serve_with, max_batch=ex.max_batch,
-                             queue_delay_us=ex.queue_delay_us, cpu_instances=ex.instances, threads=ex.threads,
-                             micro_batch=ex.micro_batch, direct=ex.direct,
-                             trt_profile=TrtProfile.parse(args.trt_batch, args.trt_seq))
     try:
-        manifest = build_repository(args.model, args.out, args.version, queries=queries, items=items,
-                                    int8=ex.int8, bf16=ex.bf16, fuse=ex.fuse, promote=not args.challenger, options=opts,
-                                    work_dir=args.work_dir, tolerance=ex.parity_tolerance,
-                                    min_agreement=ex.parity_min_agreement)
+        manifest = build_from_config(args.model, args.out, args.version, ex, queries=queries, items=items,
+                                     promote=not args.challenger, work_dir=args.work_dir,
+                                     trt_profile=TrtProfile.parse(args.trt_batch, args.trt_seq))
     except ParityError as exc:
         print(f"distillery export: error: {exc}; nothing was written to {args.out}", file=sys.stderr)
         return 3
     entry = manifest["versions"][str(args.version)]
     for r in entry["parity"]:
-        gate = "not gated" if r["tolerance"] is None else ("PASS" if r["passed"] else "FAIL")
-        print(f"  {r['name']:<16} max |Δlogit| {r['max_abs_diff']:.2e}  agreement {100 * r['agreement']:.2f}%  {gate}")
+        print(f"  {r['name']:<16} max |Δlogit| {r['max_abs_diff']:.2e}  agreement {100 * r['agreement']:.2f}%  "
+              f"{'PASS' if r['passed'] else 'FAIL'}")
+    for refusal in entry.get("refused") or []:
+        print(f"  refused {refusal['precision']} ({refusal['graph']}): {refusal['reason']}; serving fp32")
     print(f"wrote version {args.version} ({entry['precision']}) to {args.out}; champion: v{manifest['champion']}"
           f"; report: export-report-v{args.version}.md")
     return 0

@@ -1,4 +1,5 @@
-"""The export's readable report: parity figures per graph (Markdown table + PNG) beside the repository."""
+"""The export's readable report: parity figures per graph (Markdown table + PNG) beside the repository, the CPU
+they were measured on, the precision each graph really ran, and any precision the gate refused (with why)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,26 @@ from typing import Any
 
 
 def parity_table(reports: list[dict[str, Any]]) -> str:
-    lines = ["| graph | pairs | max abs logit diff | mean abs logit diff | label agreement | gate |",
-             "|---|---:|---:|---:|---:|---|"]
+    lines = ["| graph | ran | pairs | max abs logit diff | mean abs logit diff | label agreement | bounds | gate |",
+             "|---|---|---:|---:|---:|---:|---|---|"]
     for r in reports:
-        gate = "not gated" if r["tolerance"] is None else ("pass" if r["passed"] else "FAIL")
-        lines.append(f"| {r['name']} | {r['n']} | {r['max_abs_diff']:.2e} | {r['mean_abs_diff']:.2e} | "
-                     f"{100 * r['agreement']:.2f}% | {gate} |")
+        tol, agree = r.get("tolerance"), r.get("min_agreement")
+        bounds = ", ".join(([f"≥ {100 * agree:.2f}%"] if agree is not None else [])
+                           + ([f"≤ {tol:.0e}"] if tol is not None else [])) or "none"
+        gate = "not gated" if tol is None and agree is None else ("pass" if r["passed"] else "FAIL")
+        lines.append(f"| {r['name']} | {r.get('ran', 'fp32')} | {r['n']} | {r['max_abs_diff']:.2e} | "
+                     f"{r['mean_abs_diff']:.2e} | {100 * r['agreement']:.2f}% | {bounds} | {gate} |")
     return "\n".join(lines)
+
+
+def hardware_line(info: dict[str, Any] | None) -> str:
+    """``distillery.hardware.describe()`` as one line (model, CPUs, ISA traits, tracked flags)."""
+    if not info:
+        return "not recorded"
+    traits = [info.get("isa", "?"), "bf16 native" if info.get("bf16_native") else "no native bf16",
+              "int8 VNNI" if info.get("int8_vnni") else "no int8 VNNI"]
+    flags = " ".join(info.get("flags", []))
+    return f"{info.get('model')} ({info.get('cpus')} CPUs; {', '.join(traits)}; flags: {flags})"
 
 
 def write_export_report(repo: str | Path, version: int, entry: dict[str, Any], champion: int) -> Path:
@@ -38,11 +52,22 @@ def write_export_report(repo: str | Path, version: int, entry: dict[str, Any], c
     plt.close(fig)
     md = root / f"export-report-v{version}.md"
     role = "champion (`relevance`)" if champion == version else f"challenger (`relevance_v{version}`)"
+    runtime = entry.get("runtime", {})
+    requested = entry.get("requested_precision", entry.get("precision", "fp32"))
+    quant = runtime.get("quantization")
+    refused = [f"- **{r['precision']} refused**: {r['reason']}; the version serves "
+               f"{entry.get('precision', 'fp32')} instead" for r in entry.get("refused", [])]
     md.write_text("\n".join([
         f"# Export report: version {version}", "",
         f"- student: `{entry.get('student_dir')}` ({', '.join(entry['classes'])}; max_length {entry['max_length']})",
-        f"- served graph: {entry.get('precision', 'fp32')} through `{entry['serve_with']}`; role: {role}",
-        f"- ensembles: `relevance_v{version}`" + (", `relevance`" if champion == version else ""), "",
-        "## Parity with the PyTorch student", "", parity_table(reports), "", f"![parity]({png.name})", "",
+        f"- served graph: {entry.get('precision', 'fp32')} on {runtime.get('engine', 'onnxruntime')} through "
+        f"`{entry['serve_with']}` (requested: {requested}); role: {role}",
+        *([f"- int8 quantiser: {', '.join(f'{k}={v}' for k, v in quant.items())}"] if quant else []),
+        f"- ensembles: `relevance_v{version}`" + (", `relevance`" if champion == version else ""),
+        f"- gate measured on: {hardware_line(entry.get('hardware'))}", "",
+        "## Parity with the PyTorch student", "",
+        "Every graph that can be served is gated against its own bounds; `ran` is the precision the engine really "
+        "ran on the CPU above.", "", parity_table(reports), "", *([*refused, ""] if refused else []),
+        f"![parity]({png.name})", "",
     ]), encoding="utf-8")
     return md

@@ -15,7 +15,11 @@ Layout (templates in ``serving/``)::
     relevance_vN/{config.pbtxt, 1/}                           ensemble pinned to version N
     relevance_direct/{config.pbtxt, N/model.py, N/model.onnx, N/runtime.json, N/student/...}
                                                               tokenizer + student in one python model
-    distillery-repository.json                                versions, champion, parity figures
+    distillery-repository.json                                versions, champion, parity figures, refusals
+
+Each version serves one precision, the one that passed its parity gate on the exporting machine
+(:mod:`distillery.export.pipeline`): an int8 or bf16 graph that missed its bounds is not written; the
+version serves fused fp32, and its ``refused`` entry (manifest, ``export-report-vN.md``) gives the figures.
 
 Every version of ``tokenizer`` and the students is loaded side by side (``version_policy: all``).  A
 Triton ensemble pins each step to one version for all its own versions, so version N is reached
@@ -32,11 +36,15 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from distillery.export.report import write_export_report
 from distillery.export.tensorrt import TrtProfile
 from distillery.serving.runtime import RUNTIME_FILE, check_runtime
+
+if TYPE_CHECKING:
+    from distillery.config import ExportConfig
+    from distillery.export.pipeline import GateBounds
 
 MANIFEST = "distillery-repository.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "distillery.json")
@@ -130,7 +138,7 @@ def _write_python_model(d: Path, template: Path, version: int, vals: dict[str, A
 
 
 def _write_version(repo: Path, student_dir: Path, onnx: Path, version: int, opts: RepositoryOptions,
-                   num_labels: int, runtime: dict[str, str]) -> None:
+                   num_labels: int, runtime: dict[str, Any]) -> None:
     tpl = templates_dir()
     vals = _values(opts, num_labels)
     _write_python_model(repo / "tokenizer", tpl / "tokenizer", version, vals, student_dir)
@@ -149,7 +157,7 @@ def _write_version(repo: Path, student_dir: Path, onnx: Path, version: int, opts
             _write_runtime(d / str(version), runtime)
 
 
-def _write_runtime(version_dir: Path, runtime: dict[str, str]) -> None:
+def _write_runtime(version_dir: Path, runtime: dict[str, Any]) -> None:
     """Which engine the python-backend models run this version on (a version's own choice, unlike config.pbtxt)."""
     (version_dir / RUNTIME_FILE).write_text(json.dumps(runtime) + "\n", encoding="utf-8")
 
@@ -172,7 +180,7 @@ def _student_meta(student_dir: Path) -> dict[str, Any]:
 
 def write_version(student_dir: str | Path, repo: str | Path, version: int, onnx: str | Path,
                   options: RepositoryOptions | None = None, promote: bool = True,
-                  info: dict[str, Any] | None = None, runtime: dict[str, str] | None = None) -> dict[str, Any]:
+                  info: dict[str, Any] | None = None, runtime: dict[str, Any] | None = None) -> dict[str, Any]:
     """Add (or replace) version ``version`` of a local repository from an exported graph.
 
     ``runtime`` names the engine of the python-backend models (default onnxruntime, the graph's own precision).
@@ -212,14 +220,18 @@ def build_repository(student_dir: str | Path, out_repo: str | Path, version: int
                      queries: list[str] | None = None, items: list[str] | None = None, int8: bool = False,
                      bf16: bool = False,
                      fuse: bool = True, promote: bool = True, options: RepositoryOptions | None = None,
-                     work_dir: str | Path | None = None, tolerance: float = 1e-4,
-                     min_agreement: float = 0.999) -> dict[str, Any]:
+                     work_dir: str | Path | None = None, tolerance: float | None = None,
+                     min_agreement: float | None = None, bounds: GateBounds | None = None,
+                     require_precision: bool = False) -> dict[str, Any]:
     """Export a saved student and write it as version ``version`` of a Triton repository.
 
     ``student_dir`` and ``out_repo`` may be local paths or ``s3://`` URIs (through ``distillery.storage``;
     an existing S3 repository is fetched, extended and uploaded again).  With ``queries``/``items`` the
     parity gate runs on them and its figures go into the manifest; without, a few built-in pairs only
-    check that the graph runs and matches.  Returns the repository manifest.
+    check that the graph runs and matches.  ``bounds`` (:meth:`GateBounds.from_config` of ``export.*``; default
+    the ``export.*`` defaults with ``tolerance``/``min_agreement`` for fp32) gate each precision; an int8 or
+    bf16 graph that misses them is refused and the version serves fp32 (``require_precision``: the export
+    fails instead).  Returns the repository manifest.
     """
     from distillery import storage
     from distillery.export.pipeline import export_student
@@ -237,10 +249,28 @@ def build_repository(student_dir: str | Path, out_repo: str | Path, version: int
         it = items if items else ["USB-C to USB-C cable 2m | Anker", "Trail running shoe for women | Salomon | blue"]
         onnx_dir = Path(work_dir) if work_dir else Path(tmp) / "onnx"
         result = export_student(student, onnx_dir, q, it, int8=int8, fuse=fuse, tolerance=tolerance,
-                                min_agreement=min_agreement, bf16=bf16)
-        manifest = write_version(student, local, version, result.served, options, promote,
-                                 info={"precision": result.precision, "parity": [r.to_dict() for r in result.reports],
-                                       "student_dir": str(student_dir)}, runtime=result.runtime)
+                                min_agreement=min_agreement, bf16=bf16, bounds=bounds,
+                                require_precision=require_precision)
+        info = {"precision": result.served_precision, "requested_precision": result.requested,
+                "refused": result.refused, "hardware": result.hardware,
+                "parity": [r.to_dict() for r in result.reports], "student_dir": str(student_dir)}
+        manifest = write_version(student, local, version, result.served, options, promote, info=info,
+                                 runtime=result.runtime)
         if storage.is_s3(out_repo):
             storage.copy_tree(local, str(out_repo))
     return manifest
+
+
+def build_from_config(student_dir: str | Path, out_repo: str | Path, version: int, ex: ExportConfig, *,
+                      queries: list[str] | None = None, items: list[str] | None = None, promote: bool = True,
+                      work_dir: str | Path | None = None, trt_profile: TrtProfile | None = None) -> dict[str, Any]:
+    """:func:`build_repository` with every ``export.*`` setting applied: the one mapping of the export settings
+    group onto the repository, shared by ``distillery export``, the pipeline's export step and the operator."""
+    from distillery.export.pipeline import GateBounds
+
+    opts = RepositoryOptions(variants=tuple(ex.variants), serve_with=ex.serve_with, max_batch=ex.max_batch,
+                             queue_delay_us=ex.queue_delay_us, cpu_instances=ex.instances, threads=ex.threads,
+                             micro_batch=ex.micro_batch, direct=ex.direct, trt_profile=trt_profile or TrtProfile())
+    return build_repository(student_dir, out_repo, version, queries=queries, items=items, int8=ex.int8, bf16=ex.bf16,
+                            fuse=ex.fuse, promote=promote, options=opts, work_dir=work_dir,
+                            bounds=GateBounds.from_config(ex), require_precision=ex.require_precision)

@@ -15,22 +15,30 @@ def export_repository(model_dir: str | Path, dataset_dir: str | Path, config_jso
                       out_dir: str | Path, version: int = 1) -> dict[str, Any]:
     """Export the student (ONNX, parity-gated on the held-out test pairs) as version ``version`` of a Triton
     model repository in ``repo_dir`` (what ``distillery serve --repo`` takes); figures go to ``out_dir``."""
-    from distillery.export.repository import build_repository
+    from distillery.export.repository import build_from_config
     from distillery.student.model import StudentMeta
 
     cfg = config_from_json(config_json)
     fields = StudentMeta.load(model_dir).item_fields or cfg.student.item_fields
     test = read_pairs(Path(dataset_dir) / "test.jsonl")
-    manifest = build_repository(model_dir, repo_dir, version, queries=[p.query for p in test],
-                                items=[p.item_text(fields) for p in test], promote=True)
+    # Every export.* setting reaches the repository (int8, bf16, variants, batching, gate bounds).
+    manifest = build_from_config(model_dir, repo_dir, version, cfg.export, queries=[p.query for p in test],
+                                 items=[p.item_text(fields) for p in test], promote=True)
     entry = manifest["versions"][str(version)]
     metrics = {"repository": str(repo_dir), "version": version, "champion": manifest.get("champion"),
-               "precision": entry.get("precision"), "parity": entry.get("parity", []), "parity_pairs": len(test)}
+               "precision": entry.get("precision"), "requested_precision": entry.get("requested_precision"),
+               "refused": entry.get("refused", []), "hardware": entry.get("hardware"),
+               "parity": entry.get("parity", []), "parity_pairs": len(test)}
     write_metrics(metrics, out_dir)
-    rows = [f"| {r['name']} | {r['max_abs_diff']:.2e} | {100 * r['agreement']:.2f}% |" for r in metrics["parity"]]
+    rows = [f"| {r['name']} | {r['max_abs_diff']:.2e} | {100 * r['agreement']:.2f}% | "
+            f"{'pass' if r['passed'] else 'FAIL'} |" for r in metrics["parity"]]
+    refused = [f"- refused {r['precision']} ({r['graph']}): {r['reason']}" for r in metrics["refused"]]
     Path(out_dir, "report.md").write_text(
-        "\n".join([f"# Export: Triton repository, version {version}", "", f"Parity on {len(test)} held-out pairs:",
-                   "", "| graph | max abs logit diff | label agreement |", "|---|---|---|", *rows]) + "\n",
+        "\n".join([f"# Export: Triton repository, version {version}", "",
+                   f"Serves {metrics['precision']} (requested {metrics['requested_precision']}). "
+                   f"Parity on {len(test)} held-out pairs:",
+                   "", "| graph | max abs logit diff | label agreement | gate |", "|---|---|---|---|", *rows,
+                   *(["", *refused] if refused else [])]) + "\n",
         encoding="utf-8")
     return metrics
 

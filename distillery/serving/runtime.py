@@ -9,7 +9,11 @@ longest pair.  :func:`merge_requests` pads them to one common length so the batc
 engine call (one GEMM per layer instead of one per request), and :func:`split_rows` hands each
 request its own rows back.  :class:`GraphStudent` can also run a batch as length-grouped micro-batches
 (``micro_batch``): rows sorted by token length, each group trimmed to its own longest row.  Imports numpy
-and onnxruntime/openvino only.
+and onnxruntime/openvino only (and the stdlib-only :mod:`distillery.hardware`).
+
+Hardware-aware: :func:`runs_at` says which precision a version really runs at on this CPU (OpenVINO keeps
+fp32 without AMX/AVX512-BF16), and :func:`load_student` refuses an int8 graph quantised with full-range
+weights on a CPU without VNNI, where onnxruntime's u8×s8 kernels saturate (:mod:`distillery.export.quantize`).
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from distillery import hardware
 from distillery.serving.preprocess import INPUT_NAMES
 
 RUNTIME_FILE = "runtime.json"
-"""Beside ``model.onnx`` in a version directory: ``{"engine": ..., "precision": ...}``."""
+"""Beside ``model.onnx`` in a version directory: ``{"engine": ..., "precision": ...}`` (int8 adds the
+quantiser's settings, ``"quantization": {...}``)."""
 ENGINES = {"onnxruntime": ("fp32", "int8"), "openvino": ("fp32", "bf16")}
 """Engine → the precisions it serves (onnxruntime's int8 is a quantised graph; OpenVINO's bf16 a run mode)."""
 
@@ -141,15 +147,40 @@ class OpenVinoStudent(GraphStudent):
         return {p.get_any_name(): np.array(result[p]) for p in self.compiled.outputs}
 
 
+def runs_at(spec: dict[str, Any], cpu: hardware.CpuInfo | None = None) -> str:
+    """The precision a version with runtime ``spec`` really runs at on ``cpu`` (default: this one)."""
+    cpu = cpu or hardware.cpu()
+    if spec.get("engine") == "openvino" and spec.get("precision") == "bf16" and not cpu.bf16_native:
+        return "fp32"
+    return str(spec.get("precision", "fp32"))
+
+
+def check_int8_safe(spec: dict[str, Any], where: str, cpu: hardware.CpuInfo | None = None) -> None:
+    """Raise when ``spec`` is an int8 graph with full-range weights and ``cpu`` has no VNNI: its u8×s8
+    products would saturate in int16 (wrong answers, not a slowdown).  7-bit weights (``reduce_range``) are
+    exact on every CPU."""
+    cpu = cpu or hardware.cpu()
+    quant = spec.get("quantization") or {}
+    if spec.get("precision") == "int8" and not quant.get("reduce_range") and not cpu.int8_vnni:
+        raise ValueError(f"{where}: int8 graph quantised with full-range weights (no reduce_range in "
+                         f"runtime.json) on a CPU without VNNI ({cpu.line()}): onnxruntime's u8×s8 kernels saturate "
+                         "here; re-export it with this version of distillery (7-bit weights)")
+
+
 def load_student(onnx: str | Path, threads: int = 0, micro_batch: int = 0) -> GraphStudent:
-    """The student in ``onnx`` on the engine its version directory's ``runtime.json`` names (default onnxruntime)."""
+    """The student in ``onnx`` on the engine its version directory's ``runtime.json`` names (default onnxruntime).
+
+    :attr:`GraphStudent.precision` is what it runs on this CPU (:func:`runs_at`)."""
     spec = read_runtime(Path(onnx).parent)
     if spec["engine"] == "openvino":
         return OpenVinoStudent(onnx, threads, micro_batch, spec["precision"])
-    return OnnxStudent(onnx, threads, micro_batch)
+    check_int8_safe(spec, str(Path(onnx).parent / RUNTIME_FILE))
+    student = OnnxStudent(onnx, threads, micro_batch)
+    student.precision = spec["precision"]
+    return student
 
 
-def check_runtime(spec: dict[str, str], where: str = "runtime") -> dict[str, str]:
+def check_runtime(spec: dict[str, Any], where: str = "runtime") -> dict[str, Any]:
     """``spec`` with defaults filled in; an unknown engine or a precision it does not serve is named."""
     full = {"engine": "onnxruntime", "precision": "fp32", **spec}
     if full["engine"] not in ENGINES:
@@ -160,7 +191,7 @@ def check_runtime(spec: dict[str, str], where: str = "runtime") -> dict[str, str
     return full
 
 
-def read_runtime(version_dir: Path) -> dict[str, str]:
+def read_runtime(version_dir: Path) -> dict[str, Any]:
     """The ``runtime.json`` of a version directory (onnxruntime where there is none)."""
     path = version_dir / RUNTIME_FILE
     spec = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
