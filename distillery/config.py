@@ -8,6 +8,7 @@ dotted field and what is allowed, e.g. ``train.lr=5.0: must be in (0, 1]``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -603,22 +604,33 @@ def _coerce(name: str, raw: Any, typ: Any) -> Any:
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(typ) if a is not type(None)]
         return None if raw in (None, "null", "none") else _coerce(name, raw, args[0])
+    if typ in (bool, int, float, str) and isinstance(raw, dict | list | tuple | set):
+        raise ConfigError(f"{name}={raw!r}: must be of type {typ.__name__}, not a {type(raw).__name__}")
     try:
         if typ is bool:
             if isinstance(raw, str):
                 if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
                     raise ValueError(raw)
                 return raw.lower() in ("true", "1", "yes")
+            if raw not in (True, False):  # 0/1 too, but not 5 or 0.3
+                raise ValueError(raw)
             return bool(raw)
         if typ is int:
-            if isinstance(raw, float) and not raw.is_integer():
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
                 raise ValueError(raw)
             return int(raw)
         if typ is float:
-            return float(raw)
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            value = float(raw)
+            if not math.isfinite(value):
+                raise ConfigError(f"{name}={raw!r}: must be a finite number")
+            return value
         if typ is str:
             return str(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
         raise ConfigError(f"{name}={raw!r}: must be of type {typ.__name__}") from None
     return raw
 
@@ -641,10 +653,15 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def _merge(base: dict[str, Any], extra: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out = dict(base)
     for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v, f"{prefix}{k}.")
+        elif isinstance(out.get(k), dict) and not isinstance(v, dict):
+            raise ConfigError(f"{prefix}{k}={v!r}: must be a mapping of fields (e.g. {prefix}{k}.FIELD=VALUE)")
+        else:
+            out[k] = v
     return out
 
 
@@ -656,11 +673,25 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise ConfigError(f"--set {pair!r}: expected SECTION.FIELD=VALUE")
         parts = key.strip().split(".")
+        if not all(p.strip() for p in parts):
+            raise ConfigError(f"--set {pair!r}: expected SECTION.FIELD=VALUE (an empty name in {key.strip()!r})")
         node = nested
-        for p in parts[:-1]:
+        for i, p in enumerate(parts[:-1]):
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {pair!r}: {'.'.join(parts[:i + 1])} was already given a value")
+        if isinstance(node.get(parts[-1]), dict):
+            raise ConfigError(f"--set {pair!r}: {key.strip()} is a section; set its fields ({key.strip()}.FIELD=VALUE)")
         node[parts[-1]] = value
     return nested
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML syntax error as one line: ``line L, column C: problem``."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"malformed YAML: {where}{' '.join(str(problem).split())}"
 
 
 def load_config(
@@ -676,10 +707,15 @@ def load_config(
         path = Path(config_file)
         try:
             loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot read the config file: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not valid UTF-8 at byte {exc.start} ({exc.reason})") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: {_yaml_problem(exc)}") from None
         if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the config file must hold a mapping of sections")
+            raise ConfigError(f"{path}: the config file must hold a mapping of sections, "
+                              f"not a {type(loaded).__name__}")
         values = _merge(values, loaded)
     values = _merge(values, overrides or {})
     try:

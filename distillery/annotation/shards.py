@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distillery.data.schema import DataError, Pair
+from distillery.data.schema import LABEL_SETS, DataError, Pair
 
 Key = tuple[str, str]
 REQUIRED_FIELDS = ("query_id", "item_id", "label", "label_probs", "reasoning")
@@ -78,8 +78,17 @@ def _parse_line(raw: bytes, path: Path, lineno: int) -> dict[str, Any]:
     if missing:
         raise AnnotationError(f"{path}:{lineno}: malformed record (missing field(s) {', '.join(missing)})")
     probs = obj["label_probs"]
-    if probs is not None and (not isinstance(probs, list) or not all(isinstance(x, int | float) for x in probs)):
-        raise AnnotationError(f"{path}:{lineno}: malformed record (field 'label_probs' must be a list of numbers)")
+    if probs is not None and (not isinstance(probs, list) or not all(
+            isinstance(x, int | float) and not isinstance(x, bool) and 0.0 <= x <= 1.0 for x in probs)):
+        raise AnnotationError(f"{path}:{lineno}: malformed record (field 'label_probs' must be a list of "
+                              f"probabilities in [0, 1], got {json.dumps(probs)[:80]})")
+    label = obj["label"]
+    if label is not None and (not isinstance(label, str) or not any(ls.knows(label) for ls in LABEL_SETS.values())):
+        raise AnnotationError(f"{path}:{lineno}: malformed record (field 'label': {json.dumps(label)[:40]} is not "
+                              "a label of any label set, nor null)")
+    for name in ("query_id", "item_id"):
+        if not isinstance(obj[name], str) or not obj[name]:
+            raise AnnotationError(f"{path}:{lineno}: malformed record (field {name!r} must be a non-empty string)")
     return obj
 
 

@@ -17,7 +17,13 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from distillery.commands._common import add_common, config_from_args
+from distillery.commands._common import (
+    add_common,
+    check_at_least,
+    check_out_dir,
+    check_student_dir,
+    config_from_args,
+)
 from distillery.config import Config
 
 if TYPE_CHECKING:
@@ -33,6 +39,8 @@ def _weights(text: str) -> tuple[float, float]:
         a, b = (float(x) for x in text.split(","))
     except ValueError:
         raise ValueError(f"--weights {text!r}: expected CHAMPION,CHALLENGER percentages, e.g. 50,50") from None
+    if not (0 <= a <= 100 and 0 <= b <= 100) or abs(a + b - 100) > 1e-9:
+        raise ValueError(f"--weights {text!r}: two percentages in [0, 100] that sum to 100, e.g. 50,50")
     return a, b
 
 
@@ -73,8 +81,15 @@ def run_abtest_cmd(args: argparse.Namespace) -> int:
     from distillery.abtest.simulator import build_queries
     from distillery.data.spec import load
 
-    cfg = config_from_args(args, {"abtest": {"seed": args.seed}})
     weights = _weights(args.weights)
+    check_at_least(args.users, 1, "--users")
+    check_out_dir(args.out)
+    if not args.in_process and {args.champion, args.challenger} & set(REFERENCE_RANKERS):
+        raise ValueError("oracle/random/worst exist only with --in-process; give model directories for Triton")
+    for flag, arm in (("--champion", args.champion), ("--challenger", args.challenger)):
+        if arm not in REFERENCE_RANKERS:
+            check_student_dir(arm, flag)
+    cfg = config_from_args(args, {"abtest": {"seed": args.seed}})
     pairs, report = load(args.data, synthetic_noise=cfg.data.synthetic_noise)
     queries = build_queries(pairs, args.data)
     print(f"loaded {report.rows_read} pairs from {report.source}: {len(queries)} queries to search")

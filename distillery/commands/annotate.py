@@ -8,8 +8,16 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
-from distillery.commands._common import add_common, config_from_args
+from distillery.commands._common import (
+    add_common,
+    check_at_least,
+    check_out_dir,
+    check_out_file,
+    check_teacher,
+    config_from_args,
+)
 
 
 def _run_shard(args: argparse.Namespace) -> int:
@@ -19,6 +27,12 @@ def _run_shard(args: argparse.Namespace) -> int:
     for flag, value in (("--teacher", args.teacher), ("--data", args.data), ("--out", args.out)):
         if not value:
             raise ValueError(f"annotate: {flag} is required")
+    check_at_least(args.num_shards, 1, "--num-shards")
+    if not 0 <= args.shard < args.num_shards:
+        raise ValueError(f"--shard {args.shard}: must be in [0, {args.num_shards - 1}] for "
+                         f"--num-shards {args.num_shards}")
+    check_teacher(args.teacher)
+    check_out_dir(args.out)
     cfg = config_from_args(args, {"annotate": {"batch_size": args.batch_size}})
     pairs, report = load(args.data, synthetic_noise=cfg.data.synthetic_noise)
     selected = select_pairs(pairs, cfg)
@@ -43,6 +57,9 @@ def _merge(args: argparse.Namespace) -> int:
 
     if not args.in_dir or not args.out:
         raise ValueError("annotate merge: --in and --out are required")
+    if not Path(args.in_dir).is_dir():
+        raise FileNotFoundError(f"--in {args.in_dir}: no such directory of shard files")
+    check_out_file(args.out)
     report = merge_shards(args.in_dir, args.out)
     print(report.to_markdown())
     print(f"wrote {args.out}")

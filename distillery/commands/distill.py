@@ -8,8 +8,23 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from distillery.commands._common import add_common, config_from_args
+from distillery.commands._common import add_common, check_out_dir, cleaned_up_on_error, config_from_args
+from distillery.data.schema import DataError
+
+if TYPE_CHECKING:
+    from distillery.data.schema import Pair
+
+
+def _check_same_data(annotations: dict[tuple[str, str], Any], pairs: list[Pair], path: str, spec: str) -> None:
+    """Annotations must be of pairs of ``--data`` (the file of another dataset would train on nothing)."""
+    keys = {(p.query_id, p.item_id) for p in pairs}
+    foreign = [k for k in annotations if k not in keys]
+    if foreign:
+        shown = ", ".join(f"{q}/{i}" for q, i in foreign[:3])
+        raise DataError(f"--annotations {path}: {len(foreign)} of its {len(annotations)} records are not pairs of "
+                        f"--data {spec} (e.g. {shown}); annotate this --data, or pass the data they were made from")
 
 
 def run_distill_cmd(args: argparse.Namespace) -> int:
@@ -18,6 +33,7 @@ def run_distill_cmd(args: argparse.Namespace) -> int:
     from distillery.evaluate import metrics_table
     from distillery.student.distill import run_distill
 
+    check_out_dir(args.out)
     cfg = config_from_args(args, {"train": {"seed": args.seed}})
     pairs, report = load(args.data, synthetic_noise=cfg.data.synthetic_noise)
     if args.method in ("human", "human-all"):
@@ -26,9 +42,11 @@ def run_distill_cmd(args: argparse.Namespace) -> int:
         raise ValueError(f"distill --method {args.method}: --annotations is required")
     else:
         annotations = load_annotations(args.annotations)
+    _check_same_data(annotations, pairs, args.annotations, args.data)
     print(f"loaded {report.rows_read} pairs from {report.source}; {len(annotations)} annotations")
-    summary = run_distill(pairs, annotations, cfg, args.out, method=args.method, data_name=args.data,
-                          variant=args.variant or "")
+    with cleaned_up_on_error(args.out, "model"):
+        summary = run_distill(pairs, annotations, cfg, args.out, method=args.method, data_name=args.data,
+                              variant=args.variant or "")
     print(metrics_table(summary["test"], f"{summary['variant']}: held-out test queries"))
     print(f"report: {Path(args.out) / 'report.md'}")
     return 0

@@ -12,7 +12,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from distillery.commands._common import add_common, config_from_args
+from distillery.commands._common import (
+    add_common,
+    check_at_least,
+    check_out_dir,
+    check_student_dir,
+    config_from_args,
+)
 from distillery.config import Config
 
 
@@ -46,6 +52,15 @@ def run_export_cmd(args: argparse.Namespace) -> int:
     from distillery.export.repository import build_from_config
     from distillery.export.tensorrt import TrtProfile
 
+    check_student_dir(args.model)
+    check_at_least(args.version, 1, "--version")
+    check_at_least(args.limit, 0, "--limit")
+    check_out_dir(args.out)
+    try:
+        trt_profile = TrtProfile.parse(args.trt_batch, args.trt_seq)
+    except ValueError:
+        raise ValueError(f"--trt-batch {args.trt_batch!r} / --trt-seq {args.trt_seq!r}: expected MIN,OPT,MAX "
+                         "integers, e.g. 1,8,64") from None
     cfg = export_config(args)
     ex = cfg.export
     queries, items = parity_texts(args, cfg)
@@ -53,7 +68,7 @@ def run_export_cmd(args: argparse.Namespace) -> int:
     try:
         manifest = build_from_config(args.model, args.out, args.version, ex, queries=queries, items=items,
                                      promote=not args.challenger, work_dir=args.work_dir,
-                                     trt_profile=TrtProfile.parse(args.trt_batch, args.trt_seq))
+                                     trt_profile=trt_profile)
     except ParityError as exc:
         print(f"distillery export: error: {exc}; nothing was written to {args.out}", file=sys.stderr)
         return 3

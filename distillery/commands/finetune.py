@@ -5,20 +5,29 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from distillery.commands._common import add_common, config_from_args
+from distillery.commands._common import (
+    add_common,
+    check_out_dir,
+    check_out_file,
+    check_student_dir,
+    cleaned_up_on_error,
+    config_from_args,
+)
 
 
 def run_finetune_cmd(args: argparse.Namespace) -> int:
+    check_out_dir(args.out)
+    cfg = config_from_args(args, {"train": {"seed": args.seed}})
     from distillery.data.spec import load
     from distillery.evaluate import metrics_table
     from distillery.student.finetune import run_finetune
 
-    cfg = config_from_args(args, {"train": {"seed": args.seed}})
     pairs, report = load(args.data, synthetic_noise=cfg.data.synthetic_noise)
     print(f"loaded {report.rows_read} pairs from {report.source}"
           + (f" (skipped by rule: {report.skipped})" if report.skipped else ""))
-    summary = run_finetune(pairs, cfg, args.out, method=args.method, seed_only=args.seed_only,
-                           data_name=args.data)
+    with cleaned_up_on_error(args.out, "model"):
+        summary = run_finetune(pairs, cfg, args.out, method=args.method, seed_only=args.seed_only,
+                               data_name=args.data)
     print(metrics_table(summary["test"], f"{args.method}: held-out test queries"))
     print(f"report: {Path(args.out) / 'report.md'}")
     return 0
@@ -30,6 +39,8 @@ def run_evaluate_cmd(args: argparse.Namespace) -> int:
     from distillery.evaluate import compute_metrics, metrics_table, save_confusion_png, write_json
     from distillery.student.predictor import Classifier
 
+    check_student_dir(args.model)
+    check_out_file(args.out)
     cfg = config_from_args(args)
     clf = Classifier(args.model, batch_size=cfg.train.eval_batch_size)
     label_set = get_label_set(clf.meta.label_set)

@@ -15,10 +15,22 @@ import sys
 import time
 from pathlib import Path
 
-from distillery.commands._common import add_common, config_from_args
+from distillery.commands._common import add_common, check_at_least, check_out_dir, config_from_args
 
 
 def run_cmd(args: argparse.Namespace) -> int:
+    from distillery.data.spec import parse_spec
+
+    # Arguments and config first: a bad value fails at once, before KFP is imported or --out is made.
+    check_at_least(args.shards, 1, "--shards")
+    check_at_least(args.ab_users, 1, "--ab-users")
+    check_at_least(args.teacher_eval_pairs, 0, "--teacher-eval-pairs")
+    if args.data:
+        parse_spec(args.data)  # the spec's syntax now; the file itself is read by the pipeline's first task
+    if args.out:
+        check_out_dir(args.out)
+    cfg = config_from_args(args)
+
     from distillery.pipeline.progress import TaskLog, capture
     from distillery.pipeline.run import (
         DEFAULT_DATA,
@@ -31,7 +43,6 @@ def run_cmd(args: argparse.Namespace) -> int:
     from pipelines.end_to_end import relevance_distillery
     from pipelines.local import run_local
 
-    cfg = config_from_args(args)
     data = args.data or DEFAULT_DATA[cfg.profile]
     out = Path(args.out or f"runs/{cfg.profile}").resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from pathlib import Path
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -25,6 +26,16 @@ def run_serve_cmd(args: argparse.Namespace) -> int:
             return 0
     if not args.repo:
         print("distillery serve: error: --repo is required", file=sys.stderr)
+        return 2
+    for flag, port in (("--http-port", args.http_port), ("--grpc-port", args.grpc_port),
+                       ("--metrics-port", args.metrics_port)):
+        if not 0 <= port <= 65535:
+            print(f"distillery serve: error: {flag} {port}: must be a TCP port in [0, 65535] (0: a free one)",
+                  file=sys.stderr)
+            return 2
+    if Path(args.repo).exists() and not Path(args.repo).is_dir():
+        print(f"distillery serve: error: --repo {args.repo}: not a directory (a model repository written by "
+              "distillery export)", file=sys.stderr)
         return 2
     # Ctrl-C and SIGTERM (a pod stopping) both stop Triton in order.  Installed explicitly because a
     # process started in the background inherits SIGINT as ignored, and Python then never raises.

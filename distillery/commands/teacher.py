@@ -14,7 +14,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from distillery.commands._common import add_common, config_from_args
+from distillery.commands._common import (
+    add_common,
+    check_at_least,
+    check_out_dir,
+    check_out_file,
+    check_reward_dir,
+    check_teacher,
+    config_from_args,
+)
 
 
 def _report(out: Path, title: str, summary: dict[str, Any]) -> None:
@@ -30,6 +38,13 @@ def run_step(args: argparse.Namespace) -> int:
     from distillery.data.spec import load
     from distillery.teacher.trainers import seed_pairs
 
+    check_out_dir(args.out)
+    if args.base:
+        check_teacher(args.base, "--base")
+    if args.step == "dpo":
+        if not args.reward:
+            raise ValueError("teacher dpo: --reward (the reward model directory) is required")
+        check_reward_dir(args.reward)
     cfg = config_from_args(args, {"teacher": {"seed": args.seed}})
     pairs, _ = load(args.data, synthetic_noise=cfg.data.synthetic_noise)
     out = Path(args.out)
@@ -66,6 +81,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from distillery.teacher.inference import load_teacher
     from distillery.teacher.reward import RewardScorer
 
+    check_teacher(args.model, "--model")
+    check_at_least(args.max_pairs, 0, "--max-pairs")
+    if args.reward:
+        check_reward_dir(args.reward)
+    check_out_file(args.out)
     cfg = config_from_args(args)
     pairs, _ = load(args.data, synthetic_noise=cfg.data.synthetic_noise)
     if args.max_pairs:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import csv
 import gzip
-import io
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,19 +47,38 @@ class LoadReport:
     skipped: dict[str, int] = field(default_factory=dict)
 
 
-def _open_text(path: Path) -> io.TextIOBase:
+def _check_file(path: Path) -> None:
     if not path.exists():
         raise DataError(f"{path}: no such file")
-    raw = gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")  # noqa: SIM115 (closed by the wrapper)
-    # strict decoding: a wrong encoding is an error naming the file, not mojibake downstream
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not a data file")
 
 
-def _text(value: Any) -> str:
+def _lines(path: Path) -> Iterator[str]:
+    """The file's lines (``.gz`` decompressed), each decoded as strict UTF-8 on its own, so that a wrong
+    encoding, a corrupt or a truncated gzip stream is an error naming the file and the line."""
+    _check_file(path)
+    lineno = 0
+    with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as fh:
+        try:
+            for lineno, raw in enumerate(fh, start=1):
+                try:
+                    yield raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataError(f"{path}: not valid UTF-8 at line {lineno}, column {exc.start + 1} ({exc.reason}); "
+                                    "re-encode the file as UTF-8") from None
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            kind = "truncated" if isinstance(exc, EOFError) else "corrupt"
+            raise DataError(f"{path}:{lineno + 1}: {kind} gzip file ({exc})") from None
+
+
+def _text(value: Any, where: str, column: str) -> str:
     if value is None:
         return ""
     if isinstance(value, float) and value != value:  # NaN from pandas/parquet
         return ""
+    if isinstance(value, dict | list | tuple | bytes):
+        raise DataError(f"{where}: field {column!r} must be text or a number, got {type(value).__name__}")
     return str(value)
 
 
@@ -68,7 +87,7 @@ def _row_to_pair(row: dict[str, Any], mapping: dict[str, str], where: str) -> Pa
     for canon, col in mapping.items():
         if col not in row:
             continue
-        values[canon] = _text(row[col])
+        values[canon] = _text(row[col], where, col)
     for req in REQUIRED:
         if not values.get(req, "").strip():
             raise DataError(f"{where}: field {mapping.get(req, req)!r} ({req}) is missing or empty")
@@ -89,36 +108,51 @@ def _check_columns(columns: list[str], mapping: dict[str, str], where: str) -> N
 
 
 def _iter_delimited(path: Path, delimiter: str) -> Iterator[tuple[int, list[str], dict[str, str]]]:
+    reader = csv.reader(_lines(path), delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else 0)
     try:
-        with _open_text(path) as fh:
-            reader = csv.reader(fh, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else 0)
-            header = next(reader, None)
-            if header is None:
-                raise DataError(f"{path}: empty file (no header line)")
-            for lineno, cells in enumerate(reader, start=2):
-                if not cells:
-                    continue
-                if len(cells) != len(header):
-                    raise DataError(
-                        f"{path}:{lineno}: malformed row: {len(cells)} fields, the header has {len(header)}"
-                    )
-                yield lineno, header, dict(zip(header, cells, strict=True))
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+        header = next(reader, None)
+        if header is None:
+            raise DataError(f"{path}: empty file (no header line)")
+        for cells in reader:
+            if not cells:
+                continue
+            lineno = reader.line_num
+            if len(cells) != len(header):
+                raise DataError(f"{path}:{lineno}: malformed row: {len(cells)} fields, the header has {len(header)}")
+            yield lineno, header, dict(zip(header, cells, strict=True))
     except csv.Error as exc:
-        raise DataError(f"{path}: malformed delimited file: {exc}") from None
+        raise DataError(f"{path}:{reader.line_num}: malformed delimited file: {exc}") from None
+
+
+class _Seen:
+    """Every ``(query_id, item_id)`` once: a repeated pair is an error naming both places (never merged)."""
+
+    def __init__(self) -> None:
+        self.first: dict[tuple[str, str], tuple[str, str | None]] = {}
+
+    def add(self, pair: Pair, where: str, short: str) -> Pair:
+        key = (pair.query_id, pair.item_id)
+        if key in self.first:
+            place, label = self.first[key]
+            what = (f"with a conflicting label ({label!r} there, {pair.label!r} here)" if label != pair.label
+                    else "again")
+            raise DataError(f"{where}: duplicate pair {key[0]}/{key[1]} (query_id/item_id), first seen at {place}, "
+                            f"{what}")
+        self.first[key] = (short, pair.label)
+        return pair
 
 
 def load_delimited(path: str | Path, mapping: dict[str, str], delimiter: str) -> tuple[list[Pair], LoadReport]:
     path = Path(path)
     report = LoadReport(str(path))
     pairs: list[Pair] = []
+    seen = _Seen()
     checked = False
     for lineno, header, row in _iter_delimited(path, delimiter):
         if not checked:
             _check_columns(header, mapping, str(path))
             checked = True
-        pairs.append(_row_to_pair(row, mapping, f"{path}:{lineno}"))
+        pairs.append(seen.add(_row_to_pair(row, mapping, f"{path}:{lineno}"), f"{path}:{lineno}", f"line {lineno}"))
     if not pairs:
         raise DataError(f"{path}: no data rows")
     report.rows_read = len(pairs)
@@ -128,20 +162,18 @@ def load_delimited(path: str | Path, mapping: dict[str, str], delimiter: str) ->
 def load_jsonl(path: str | Path, mapping: dict[str, str]) -> tuple[list[Pair], LoadReport]:
     path = Path(path)
     pairs: list[Pair] = []
-    try:
-        with _open_text(path) as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{lineno}: malformed JSON: {exc.msg}") from None
-                if not isinstance(obj, dict):
-                    raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-                pairs.append(_row_to_pair(obj, mapping, f"{path}:{lineno}"))
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    seen = _Seen()
+    for lineno, line in enumerate(_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{lineno}: malformed JSON: {exc.msg} (column {exc.colno})") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        where = f"{path}:{lineno}"
+        pairs.append(seen.add(_row_to_pair(obj, mapping, where), where, f"line {lineno}"))
     if not pairs:
         raise DataError(f"{path}: empty file (no records)")
     return pairs, LoadReport(str(path), rows_read=len(pairs))
@@ -157,20 +189,22 @@ def load_parquet(
     if not path.exists():
         raise DataError(f"{path}: no such file")
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(path)  # a directory is a dataset of parquet files
     except Exception as exc:  # pyarrow raises several types for a non-parquet file
-        raise DataError(f"{path}: not a readable parquet file: {exc}") from None
+        raise DataError(f"{path}: not a readable parquet file: {' '.join(str(exc).split())}") from None
     columns = table.column_names
     _check_columns(columns, mapping, str(path))
     report = LoadReport(str(path))
     pairs = []
+    seen = _Seen()
     for i, row in enumerate(table.to_pylist()):
-        skip = next((k for k, v in (filters or {}).items() if _text(row.get(k)) != v), None)
+        skip = next((k for k, v in (filters or {}).items() if _text(row.get(k), f"{path}: row {i}", k) != v),
+                    None)
         if skip is not None:
             key = f"{skip}!={filters[skip]}"  # type: ignore[index]
             report.skipped[key] = report.skipped.get(key, 0) + 1
             continue
-        pairs.append(_row_to_pair(row, mapping, f"{path}: row {i}"))
+        pairs.append(seen.add(_row_to_pair(row, mapping, f"{path}: row {i}"), f"{path}: row {i}", f"row {i}"))
     if not pairs:
         raise DataError(f"{path}: no data rows (after filters {filters or {}}: skipped {report.skipped})")
     report.rows_read = len(pairs)
@@ -180,6 +214,8 @@ def load_parquet(
 def load_esci(path: str | Path, locale: str | None = "us") -> tuple[list[Pair], LoadReport]:
     """The ESCI subset TSV (``.tsv``/``.tsv.gz``) or the full release's parquet layout."""
     p = Path(path)
+    if p.is_dir() and p.suffix != ".parquet":
+        raise DataError(f"{p}: is a directory, not a data file")
     if p.suffix == ".parquet":
         filters = {"product_locale": locale} if locale else None
         if filters and p.exists():
@@ -191,11 +227,16 @@ def load_esci(path: str | Path, locale: str | None = "us") -> tuple[list[Pair], 
     return load_delimited(p, ESCI_TSV_COLUMNS, "\t")
 
 
-def canonical_mapping(overrides: dict[str, str]) -> dict[str, str]:
+def canonical_mapping(overrides: dict[str, str], spec: str = "") -> dict[str, str]:
     """Canonical field → source column, with the user's renames applied."""
     unknown = sorted(set(overrides) - set(CANONICAL))
     if unknown:
-        raise DataError(f"unknown field(s) in the column mapping: {unknown} (fields: {list(CANONICAL)})")
+        where = f"data spec {spec!r}: " if spec else ""
+        raise DataError(f"{where}unknown field(s) in the column mapping: {unknown} (fields: {', '.join(CANONICAL)})")
+    empty = sorted(k for k, v in overrides.items() if not v)
+    if empty:
+        where = f"data spec {spec!r}: " if spec else ""
+        raise DataError(f"{where}field(s) {empty} mapped to an empty column name")
     mapping = {c: c for c in CANONICAL}
     mapping.update(overrides)
     return mapping

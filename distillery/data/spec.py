@@ -10,6 +10,7 @@ own column name, e.g. ``csv:logs.csv,query=search_term,item_id=sku``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from distillery.data import loaders, synthetic
 from distillery.data.loaders import LoadReport
@@ -39,19 +40,26 @@ def parse_spec(spec: str) -> DataSpec:
     return DataSpec(kind, target, options)
 
 
+def _number(where: str, name: str, raw: str, kind: type[int] | type[float]) -> Any:
+    try:
+        return kind(raw)
+    except ValueError:
+        raise DataError(f"{where}: {name}={raw!r} is not {'an integer' if kind is int else 'a number'}") from None
+
+
 def _synthetic(spec: DataSpec, default_noise: float) -> tuple[list[Pair], LoadReport]:
     allowed = {"seed", "noise"}
     bad = sorted(set(spec.options) - allowed)
     if bad:
         raise DataError(f"synthetic:{spec.target}: unknown option(s) {bad} (allowed: seed, noise)")
-    try:
-        n = int(spec.target)
-        seed = int(spec.options.get("seed", 0))
-        noise = float(spec.options.get("noise", default_noise))
-    except ValueError as exc:
-        raise DataError(f"synthetic:{spec.target}: {exc}") from None
-    if n <= 0 or not 0.0 <= noise <= 0.5:
-        raise DataError(f"synthetic:{spec.target}: N must be positive and noise in [0, 0.5]")
+    where = f"synthetic:{spec.target}"
+    n = _number(where, "N", spec.target, int)
+    seed = _number(where, "seed", spec.options.get("seed", "0"), int)
+    noise = _number(where, "noise", spec.options.get("noise", str(default_noise)), float)
+    if n <= 0:
+        raise DataError(f"{where}: N={n} must be a positive number of pairs")
+    if not 0.0 <= noise <= 0.5:
+        raise DataError(f"{where}: noise={noise} must be in [0, 0.5]")
     pairs = synthetic.generate(n, seed=seed, noise=noise)
     return pairs, LoadReport(f"synthetic:{n},seed={seed},noise={noise}", rows_read=len(pairs))
 
@@ -67,7 +75,7 @@ def load(spec: str, *, synthetic_noise: float = 0.05) -> tuple[list[Pair], LoadR
             raise DataError(f"esci:{s.target}: unknown option(s) {bad} (allowed: locale)")
         locale = s.options.get("locale", "us")
         return loaders.load_esci(s.target, locale=None if locale in ("", "all") else locale)
-    mapping = loaders.canonical_mapping(s.options)
+    mapping = loaders.canonical_mapping(s.options, spec)
     if s.kind == "jsonl":
         return loaders.load_jsonl(s.target, mapping)
     if s.kind == "parquet":

@@ -64,7 +64,8 @@ def core_api() -> kubernetes.client.CoreV1Api:
 
 
 def _invalid(exc: SpecError, patch: kopf.Patch) -> kopf.PermanentError:
-    patch.status.update(invalid_status(str(exc), _now()))
+    # the status is the resource's own, so it names the field alone; the operator's log names the resource too
+    patch.status.update(invalid_status(f"{exc.field}: {exc.message}", _now()))
     return kopf.PermanentError(f"invalid spec: {exc}")
 
 
@@ -86,8 +87,9 @@ def submit_run(spec: kopf.Spec, status: kopf.Status, name: str, namespace: str |
     if status.get("phase") in TERMINAL_PHASES:
         return
     try:
-        run = parse_distillation_run(spec)
-        render.pipeline_config(run)
+        cr = f"DistillationRun {namespace}/{name}"
+        run = parse_distillation_run(spec, cr)
+        render.pipeline_config(run, cr)
     except SpecError as exc:
         raise _invalid(exc, patch) from exc
     run_name = render.run_name(namespace or "", name, uid)
@@ -141,7 +143,7 @@ def start_experiment(spec: kopf.Spec, status: kopf.Status, name: str, namespace:
                      body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Write the first traffic step into the splitter (or re-write the recorded one on resume)."""
     try:
-        exp = parse_relevance_experiment(spec)
+        exp = parse_relevance_experiment(spec, f"RelevanceExperiment {namespace}/{name}")
     except SpecError as exc:
         raise _invalid(exc, patch) from exc
     state = rollout.state_from_status(status, exp, _now())
@@ -158,7 +160,7 @@ def analyse_experiment(spec: kopf.Spec, status: kopf.Status, name: str, namespac
                        body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """When an analysis is due: run the gate, step the traffic, promote or roll back."""
     try:
-        exp = parse_relevance_experiment(spec)
+        exp = parse_relevance_experiment(spec, f"RelevanceExperiment {namespace}/{name}")
     except SpecError as exc:
         raise _invalid(exc, patch) from exc
     now = _now()

@@ -33,13 +33,13 @@ def overrides(spec: DistillationRunSpec) -> list[str]:
     return [f"{k}={v}" for k, v in sorted(merged.items())]
 
 
-def pipeline_config(spec: DistillationRunSpec) -> dict[str, Any]:
+def pipeline_config(spec: DistillationRunSpec, resource: str | None = None) -> dict[str, Any]:
     """The run's full, validated configuration (profile → overrides), as the pipeline's ``config_json``
-    carries it; a bad override is a :class:`SpecError` on ``spec.overrides``."""
+    carries it; a bad override is a :class:`SpecError` on ``spec.overrides`` (naming ``resource`` if given)."""
     try:
         return load_config(spec.profile, overrides=parse_overrides(overrides(spec))).to_dict()
     except ConfigError as exc:
-        raise SpecError("spec.overrides", str(exc)) from None
+        raise SpecError("spec.overrides", str(exc), resource) from None
 
 
 def pipeline_arguments(spec: DistillationRunSpec) -> dict[str, Any]:

@@ -10,6 +10,7 @@ both agree. Every failure is a :class:`SpecError` naming the field, e.g. ``spec.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,9 +32,13 @@ DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 class SpecError(ValueError):
     """A custom resource's spec is invalid; ``field`` is the JSON path of the offending field."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
+    def __init__(self, field: str, message: str, resource: str | None = None) -> None:
+        super().__init__(f"{resource}: {field}: {message}" if resource else f"{field}: {message}")
+        self.field, self.message, self.resource = field, message, resource
+
+    def within(self, resource: str | None) -> SpecError:
+        """The same error naming the custom resource (``DistillationRun ns/name``) it came from."""
+        return SpecError(self.field, self.message, resource) if resource and not self.resource else self
 
 
 class _Reader:
@@ -77,8 +82,8 @@ class _Reader:
 
     def number(self, key: str, default: float | None, lo: float, hi: float, *, lo_open: bool = False) -> float:
         value, where = self._raw(key, default, default is None), f"{self.path}.{key}"
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise SpecError(where, f"must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise SpecError(where, f"must be a finite number, got {value!r}")
         if value < lo or value > hi or (lo_open and value == lo):
             raise SpecError(where, f"{value} is outside {'(' if lo_open else '['}{lo}, {hi}]")
         return float(value)
@@ -119,16 +124,27 @@ class DistillationRunSpec:
     experiment: str = "relevance-distillery"
 
 
-def parse_distillation_run(spec: Mapping[str, Any] | None) -> DistillationRunSpec:
-    """Validate a ``DistillationRun`` spec and fill in the CRD's defaults; raises :class:`SpecError`."""
+def parse_distillation_run(spec: Mapping[str, Any] | None, resource: str | None = None) -> DistillationRunSpec:
+    """Validate a ``DistillationRun`` spec and fill in the CRD's defaults; raises :class:`SpecError` (naming
+    ``resource``, e.g. ``DistillationRun ns/name``, when given)."""
+    try:
+        return _parse_distillation_run(spec)
+    except SpecError as exc:
+        raise exc.within(resource) from None
+
+
+def _parse_distillation_run(spec: Mapping[str, Any] | None) -> DistillationRunSpec:
     r = _Reader(spec, "spec")
     overrides = r.sub("overrides").data
     for key, value in overrides.items():
         if not isinstance(value, str):
             raise SpecError(f"spec.overrides.{key}", f"must be a string, got {value!r}")
     ann, student, output = r.sub("annotation"), r.sub("student"), r.sub("output", required=True)
+    source = r.sub("data", required=True).text("source", required=True, pattern=DATA_SOURCE)
+    if (m := re.match(r"synthetic:([0-9]+)", source)) and int(m.group(1)) == 0:
+        raise SpecError("spec.data.source", f"{source!r}: the synthetic marketplace needs at least one pair")
     return DistillationRunSpec(
-        data_source=r.sub("data", required=True).text("source", required=True, pattern=DATA_SOURCE),
+        data_source=source,
         output_uri=output.text("uri", required=True, pattern=S3_URI),
         profile=r.text("profile", "full", choices=PROFILES),
         overrides=dict(overrides),
@@ -212,8 +228,17 @@ def _gate(r: _Reader) -> GateSpec:
     )
 
 
-def parse_relevance_experiment(spec: Mapping[str, Any] | None) -> RelevanceExperimentSpec:
-    """Validate a ``RelevanceExperiment`` spec and fill in the CRD's defaults; raises :class:`SpecError`."""
+def parse_relevance_experiment(spec: Mapping[str, Any] | None, resource: str | None = None
+                               ) -> RelevanceExperimentSpec:
+    """Validate a ``RelevanceExperiment`` spec and fill in the CRD's defaults; raises :class:`SpecError` (naming
+    ``resource``, e.g. ``RelevanceExperiment ns/name``, when given)."""
+    try:
+        return _parse_relevance_experiment(spec)
+    except SpecError as exc:
+        raise exc.within(resource) from None
+
+
+def _parse_relevance_experiment(spec: Mapping[str, Any] | None) -> RelevanceExperimentSpec:
     r = _Reader(spec, "spec")
     champion, challenger = _arm(r, "champion"), _arm(r, "challenger")
     if challenger == champion:
