@@ -46,9 +46,17 @@ class MergeReport:
     prefill_tokens_per_second: float = 0.0
     """Prompt tokens per second of the prefill passes alone, per shard."""
     teacher: dict[str, Any] = field(default_factory=dict)
+    issues: dict[str, int] = field(default_factory=dict)
+    """Records by what was odd about the model's answer (``distillery.annotation.run.ISSUES``)."""
+    hardware: list[str] = field(default_factory=list)
+    """The machines that annotated: CPU model, ISA and tracked flags (one line per distinct machine)."""
+    decoder_dtype: list[str] = field(default_factory=list)
+    """The precision(s) the decoder ran in."""
 
     def to_markdown(self) -> str:
         rows = "\n".join(f"| {k} | {v} | {v / max(1, self.records):.1%} |" for k, v in sorted(self.labels.items()))
+        odd = ", ".join(f"{k} {v}" for k, v in sorted(self.issues.items())) or "none"
+        machines = "\n".join(f"- {line}" for line in self.hardware) or "- not recorded"
         return (f"# Annotation merge\n\n{self.records} records from {self.shards} shard(s); parse failures "
                 f"{self.parse_failures} ({self.parse_failures / max(1, self.records):.1%}).\n\n"
                 f"| label | pairs | share |\n|---|---|---|\n{rows}\n\n"
@@ -57,7 +65,9 @@ class MergeReport:
                 f"side: {self.pairs_per_second_all_shards:.2f} pairs/s. Per CPU-second: "
                 f"{self.pairs_per_cpu_second:.2f} pairs, {self.generated_tokens_per_cpu_second:.1f} "
                 f"generated tokens. Phases: prefill {self.prefill_tokens_per_second:.0f} prompt tokens/s, "
-                f"decoding {self.decode_tokens_per_second:.0f} tokens/s.\n")
+                f"decoding {self.decode_tokens_per_second:.0f} tokens/s.\n\n"
+                f"Odd answers (kept, cleaned or nulled; records by reason): {odd}.\n\n"
+                f"Decoder precision: {', '.join(self.decoder_dtype) or 'not recorded'}. Hardware:\n{machines}\n")
 
 
 def _names(keys: list[Key]) -> str:
@@ -72,9 +82,15 @@ def _manifests(in_dir: Path) -> tuple[int, dict[int, dict[str, Any]]]:
     manifests = {}
     counts = set()
     for path in found:
-        m = json.loads(path.read_text(encoding="utf-8"))
-        counts.add(int(m["num_shards"]))
-        manifests[int(m["shard"])] = m
+        try:
+            m = json.loads(path.read_text(encoding="utf-8"))
+            counts.add(int(m["num_shards"]))
+            manifests[int(m["shard"])] = m
+            if not isinstance(m["expected"], list) or not isinstance(m["input_pairs"], int):
+                raise TypeError("'expected' must be a list and 'input_pairs' an integer")
+        except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            what = f"field {exc} is missing" if isinstance(exc, KeyError) else " ".join(str(exc).split())
+            raise AnnotationError(f"{path}: malformed shard manifest ({what}); rerun that shard") from None
     if len(counts) != 1:
         raise AnnotationError(f"{in_dir}: shards of different --num-shards ({sorted(counts)}) in one directory")
     return counts.pop(), manifests
@@ -115,6 +131,25 @@ def _throughput(paths: list[ShardPaths]) -> dict[str, float]:
             "pairs_per_cpu_second": _rate(pairs, cpu),
             "decode_tokens_per_second": _rate(phase["decode_tokens"], phase["decode_seconds"]),
             "prefill_tokens_per_second": _rate(phase["prefill_tokens"], phase["prefill_seconds"])}
+
+
+def _machines(paths: list[ShardPaths], records: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """Distinct hardware lines and decoder dtypes of the shards' sessions (dtype: from the teacher identity
+    of the records when no session recorded one)."""
+    lines: dict[str, None] = {}
+    dtypes: dict[str, None] = {}
+    for sp in paths:
+        for rec in _stats_lines(sp.stats):
+            if rec.get("hardware"):
+                lines[str(rec["hardware"])] = None
+            if rec.get("dtype"):
+                dtypes[str(rec["dtype"])] = None
+    if not dtypes:
+        for rec in records:
+            found = (rec.get("teacher") or {}).get("dtype") if isinstance(rec.get("teacher"), dict) else None
+            if found:
+                dtypes[str(found).removeprefix("torch.")] = None
+    return list(lines), list(dtypes)
 
 
 def _rate(n: float, seconds: float) -> float:
@@ -166,6 +201,8 @@ def merge_shards(in_dir: str | Path, out_file: str | Path) -> MergeReport:
         os.fsync(fh.fileno())
     tmp.replace(out)
     t = _throughput(all_paths)
+    machines, dtypes = _machines(all_paths, records)
+    issues = Counter(str(i) for r in records for i in (r.get("issues") or []) if isinstance(r.get("issues"), list))
     report = MergeReport(
         len(records), num_shards, dict(Counter(str(r["label"]) for r in records)),
         sum(1 for r in records if r.get("parse_error")), t.get("pairs_per_second", 0.0),
@@ -173,6 +210,7 @@ def merge_shards(in_dir: str | Path, out_file: str | Path) -> MergeReport:
         t.get("generated_tokens_per_second", 0.0), t.get("generated_tokens_per_cpu_second", 0.0),
         t.get("pairs_per_cpu_second", 0.0), t.get("decode_tokens_per_second", 0.0),
         t.get("prefill_tokens_per_second", 0.0), teacher=records[0].get("teacher", {}) if records else {},
+        issues=dict(sorted(issues.items())), hardware=machines, decoder_dtype=dtypes,
     )
     out.with_suffix(".report.md").write_text(report.to_markdown(), encoding="utf-8")
     out.with_suffix(".report.json").write_text(json.dumps(report.__dict__, indent=1), encoding="utf-8")

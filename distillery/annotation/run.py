@@ -11,14 +11,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
+from distillery import hardware
 from distillery.annotation.shards import (
     AnnotationError,
     append_records,
@@ -30,8 +33,9 @@ from distillery.annotation.shards import (
     write_json_atomic,
 )
 from distillery.config import Config
-from distillery.data.schema import Pair
+from distillery.data.schema import LabelSet, Pair, get_label_set
 from distillery.data.splits import hide_labels, split_pairs
+from distillery.teacher.prompt import clean_text, parse_error_code
 
 
 class TeacherLike(Protocol):
@@ -54,6 +58,13 @@ class ShardResult:
     prompt_tokens: int
     generated_tokens: int
     path: str
+    issues: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Odd model outputs among the records written now, by reason (:data:`ISSUES`): kept, cleaned or nulled,
+    never dropped; a record lists its own under ``issues``."""
+    dtype: str | None = None
+    """The precision the decoder ran in (its weights' dtype), ``None`` for a teacher without weights."""
+    hardware: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """:func:`distillery.hardware.describe` of the machine that annotated: model, ISA, tracked flags."""
 
 
 def _stable_fraction(key: tuple[str, str], salt: str) -> float:
@@ -76,20 +87,104 @@ def select_pairs(pairs: list[Pair], cfg: Config) -> list[Pair]:
     return hide_labels(unique)
 
 
-def _record(pair: Pair, ans: Any, teacher_id: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
-    probs = getattr(ans, "label_probs", None)
+MAX_REASONING_CHARS = 4000
+"""A record keeps this much of a reasoning (a student reads at most ``distill.reasoning_tokens`` of it)."""
+MAX_RAW_CHARS = 8000
+ISSUES = ("label_outside_set", "label_missing", "no_label_line", "unknown_label", "conflicting_labels",
+          "parse_error_other", "label_probs_invalid", "reasoning_empty", "reasoning_truncated", "raw_truncated",
+          "control_characters_removed", "field_missing")
+"""What a record may say about its answer (``issues``), counted per shard and in the merge report."""
+
+
+def _field(ans: Any, name: str) -> tuple[Any, bool]:
+    """(value, present) of an answer's field: an attribute, or a key of a mapping."""
+    if isinstance(ans, Mapping):
+        return ans.get(name), name in ans
+    return getattr(ans, name, None), hasattr(ans, name)
+
+
+def _count(value: Any) -> int:
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
+def _text(value: Any, limit: int, name: str, issues: list[str]) -> str:
+    text = clean_text(value)
+    if len(text) != len(value if isinstance(value, str) else text):
+        issues.append("control_characters_removed")
+    if len(text) > limit:
+        issues.append(f"{name}_truncated")
+        text = text[:limit]
+    return text
+
+
+def _probs(value: Any, num_classes: int) -> list[float] | None:
+    """The label distribution when it is one: ``num_classes`` finite, non-negative numbers with a positive sum."""
+    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != num_classes:
+        return None
+    try:
+        probs = [float(x) for x in value]
+    except (TypeError, ValueError):
+        return None
+    if not all(math.isfinite(x) and x >= 0 for x in probs) or sum(probs) <= 0:
+        return None
+    return probs
+
+
+def _record(pair: Pair, ans: Any, teacher_id: dict[str, Any], settings: dict[str, Any],
+            label_set: LabelSet) -> dict[str, Any]:
+    """One JSONL record of an answer, whatever the model wrote: a label outside the label set becomes no label
+    with a parse error naming it, text fields are cleaned and capped, a malformed ``label_probs`` is nulled;
+    each such fix is listed in the record's ``issues``."""
+    issues: list[str] = []
+    if any(not _field(ans, f)[1] for f in ("label", "label_probs", "reasoning")):
+        issues.append("field_missing")
+    label, _ = _field(ans, "label")
+    error = _field(ans, "parse_error")[0]
+    error = clean_text(error)[:500] if error is not None else None
+    if label is not None and (not isinstance(label, str) or not label_set.knows(label)):
+        issues.append("label_outside_set")
+        error = error or (f"label {clean_text(label)[:40]!r} is outside the {label_set.name} label set "
+                          f"({', '.join(label_set.classes)})")
+        label = None
+    elif label is not None:
+        label = label_set.classes[label_set.index(label)]
+    elif error is None:
+        issues.append("label_missing")
+        error = "no label in the answer"
+    if label is None and error and "label_outside_set" not in issues and "label_missing" not in issues:
+        code = parse_error_code(error)
+        issues.append(code if code != "other" else "parse_error_other")
+    raw_probs, _ = _field(ans, "label_probs")
+    probs = _probs(raw_probs, label_set.num_classes)
+    if raw_probs is not None and probs is None:
+        issues.append("label_probs_invalid")
+    reasoning = _text(_field(ans, "reasoning")[0], MAX_REASONING_CHARS, "reasoning", issues)
+    if not reasoning.strip():
+        issues.append("reasoning_empty")
+    raw, _ = _field(ans, "raw")
     return {
         "query_id": pair.query_id, "item_id": pair.item_id,
-        "label": getattr(ans, "label", None),
-        "label_probs": [float(x) for x in probs] if probs is not None else None,
-        "reasoning": getattr(ans, "reasoning", "") or "",
-        "parse_error": getattr(ans, "parse_error", None),
-        "raw": getattr(ans, "raw", None),
-        "forced_label": bool(getattr(ans, "forced_label", False)),
-        "prompt_tokens": int(getattr(ans, "prompt_tokens", 0) or 0),
-        "generated_tokens": int(getattr(ans, "generated_tokens", 0) or 0),
+        "label": label, "label_probs": probs, "reasoning": reasoning, "parse_error": error,
+        "raw": _text(raw, MAX_RAW_CHARS, "raw", issues) if raw is not None else None,
+        "forced_label": bool(_field(ans, "forced_label")[0]),
+        "prompt_tokens": _count(_field(ans, "prompt_tokens")[0]),
+        "generated_tokens": _count(_field(ans, "generated_tokens")[0]),
+        "issues": sorted(set(issues)),
         "teacher": teacher_id, "generation": settings,
     }
+
+
+def _dtype(teacher: Any, teacher_id: dict[str, Any]) -> str | None:
+    """The dtype the decoder really ran in: the teacher's weights, else what its identity says."""
+    model = getattr(teacher, "model", None)
+    try:
+        found = str(next(iter(model.parameters())).dtype) if model is not None else teacher_id.get("dtype")
+    except (AttributeError, StopIteration, TypeError):
+        found = teacher_id.get("dtype")
+    return str(found).removeprefix("torch.") if found else None
 
 
 def _check_manifest(path: Path, manifest: dict[str, Any]) -> None:
@@ -149,23 +244,31 @@ def annotate_shard(teacher: TeacherLike, pairs: list[Pair], shard: int, num_shar
     t0, cpu0 = time.perf_counter(), time.process_time()
     written = prompt_tok = gen_tok = 0
     starts = range((done // bs) * bs, len(mine), bs)
+    label_set = getattr(teacher, "label_set", None)
+    if not isinstance(label_set, LabelSet):
+        label_set = get_label_set(cfg.data.label_set)
+    issues: Counter[str] = Counter()
     for start in tqdm(starts, desc=f"annotate shard {shard}/{num_shards}", unit="batch", leave=False):
         batch = mine[start:start + bs]
         answers = teacher.answer(batch, bs)
         if len(answers) != len(batch):
             raise RuntimeError(f"teacher returned {len(answers)} answers for {len(batch)} pairs")
         skip = max(0, done - start)  # records of this batch already on disk before the crash
-        recs = [_record(p, a, teacher_id, settings) for p, a in zip(batch, answers, strict=True)]
+        recs = [_record(p, a, teacher_id, settings, label_set) for p, a in zip(batch, answers, strict=True)]
+        issues.update(i for r in recs[skip:] for i in r["issues"])
         append_records(paths.records, recs[skip:], fsync=cfg.annotate.fsync)
         written += len(recs) - skip
         prompt_tok += sum(r["prompt_tokens"] for r in recs)
         gen_tok += sum(r["generated_tokens"] for r in recs)
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
+    dtype, machine = _dtype(teacher, teacher_id), hardware.describe()
     result = ShardResult(shard, num_shards, len(mine), done, written, torn, seconds, prompt_tok, gen_tok,
-                         str(paths.records))
+                         str(paths.records), {k: issues[k] for k in ISSUES if issues[k]}, dtype, machine)
     if written or torn:
         regenerated = max(0, len(mine) - (done // bs) * bs)  # including the redone part of a batch
         append_records(paths.stats, [{"pairs_generated": regenerated, "seconds": seconds, "cpu_seconds": cpu_seconds,
                                       "prompt_tokens": prompt_tok, "generated_tokens": gen_tok,
-                                      "resumed_after": done, **_phases(timing, phase0)}])
+                                      "resumed_after": done, **_phases(timing, phase0), "dtype": dtype,
+                                      "hardware": hardware.cpu().line(), "isa": machine["isa"],
+                                      "flags": machine["flags"]}])
     return result

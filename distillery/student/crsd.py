@@ -9,7 +9,9 @@ reasoning-augmented ``(query, item, reasoning)``.  With ``h``, ``h_r`` the [CLS]
 ``y`` is the teacher's hard label or its ``label_probs``.  Only the standard view exists at serving
 time, so the saved model is a plain sequence classifier.  Every loss here is a ``LossFn`` for
 :func:`distillery.student.trainer.fit`; the reasoning view is encoded inside the loss, from
-``Example.extra["reasoning"]``, so the shared loop needs no change.
+``Example.extra["reasoning"]``, so the shared loop needs no change.  Whatever the teacher wrote there
+(thousands of tokens, nothing, control characters) the view fits the encoder: the reasoning is cleaned and
+given its own token budget, and a blank one leaves the row to the standard view alone.
 """
 
 from __future__ import annotations
@@ -20,29 +22,50 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from distillery.config import DistillConfig, StudentConfig
 from distillery.student.trainer import Example, LossFn
+from distillery.teacher.prompt import clean_text
 
 MAX_POSITIONS = 512
 
 
+CHARS_PER_TOKEN_BOUND = 64
+"""A reasoning is cut to ``reasoning_tokens × this`` characters before tokenising (a WordPiece token is at
+most a 100-character word, which tokenises to one [UNK]), so a runaway reasoning costs no tokeniser time."""
+
+
+def reasoning_text(value: object, reasoning_tokens: int) -> str:
+    """A teacher's reasoning as the reasoning view reads it: text (``None`` → empty), control characters and
+    lone surrogates removed (a fast tokenizer refuses those), cut far beyond its token budget."""
+    return clean_text(value)[: max(1, reasoning_tokens) * CHARS_PER_TOKEN_BOUND]
+
+
+def has_reasoning(example: Example) -> bool:
+    """Whether the example has a reasoning to build the second view from (empty or blank: it does not)."""
+    return bool(clean_text(example.extra.get("reasoning")).strip())
+
+
 def encode_reasoning_view(tokenizer: PreTrainedTokenizerBase, queries: list[str], items: list[str],
-                          reasonings: list[str], max_length: int, reasoning_tokens: int) -> dict[str, torch.Tensor]:
+                          reasonings: list[str], max_length: int, reasoning_tokens: int,
+                          max_positions: int = MAX_POSITIONS) -> dict[str, torch.Tensor]:
     """``[CLS] query [SEP] item [SEP] reasoning [SEP]``, padded to the longest row.
 
     Query and item keep exactly the tokens they have in the standard view (the item truncated to what
     ``max_length`` leaves after the query), and the reasoning gets its own budget after them: a long
-    chain of thought never pushes the item out of the input.
+    chain of thought never pushes the item out of the input.  No row is longer than ``max_positions``
+    (the encoder's position table) whatever the reasoning; an empty reasoning adds nothing to the row.
     """
-    q_ids = tokenizer(queries, add_special_tokens=False)["input_ids"]
-    i_ids = tokenizer(items, add_special_tokens=False)["input_ids"]
-    r_ids = tokenizer(reasonings, add_special_tokens=False)["input_ids"]
+    q_ids = tokenizer([clean_text(q) for q in queries], add_special_tokens=False, verbose=False)["input_ids"]
+    i_ids = tokenizer([clean_text(i) for i in items], add_special_tokens=False, verbose=False)["input_ids"]
+    r_ids = tokenizer([reasoning_text(r, reasoning_tokens) for r in reasonings], add_special_tokens=False,
+                      verbose=False)["input_ids"]
     cls, sep, pad = tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id or 0
+    limit = max(4, min(max_length, max_positions))
     rows: list[tuple[list[int], list[int]]] = []
     for q, it, r in zip(q_ids, i_ids, r_ids, strict=True):
-        q = q[:max_length - 3]
-        it = it[:max(0, max_length - len(q) - 3)]
+        q = q[:limit - 3]
+        it = it[:max(0, limit - len(q) - 3)]
         first = [cls, *q, sep]
         second = [*it, sep]
-        r_budget = max(0, min(reasoning_tokens, MAX_POSITIONS - len(first) - len(second) - 1))
+        r_budget = max(0, min(reasoning_tokens, max_positions - len(first) - len(second) - 1))
         if r_budget and r:
             second += [*r[:r_budget], sep]
         rows.append((first, second))
@@ -117,13 +140,14 @@ def crsd_loss_fn(tokenizer: PreTrainedTokenizerBase, scfg: StudentConfig, dcfg: 
     def loss_fn(model: PreTrainedModel, batch: list[Example], inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         logits, h = cls_forward(model, inputs)
         loss = target_ce(logits, batch, soft, weights)
-        idx = [i for i, e in enumerate(batch) if e.extra.get("reasoning")]
+        idx = [i for i, e in enumerate(batch) if has_reasoning(e)]
         if not idx:
             return loss
         rows = [batch[i] for i in idx]
+        positions = int(getattr(model.config, "max_position_embeddings", 0) or MAX_POSITIONS)
         r_inputs = encode_reasoning_view(tokenizer, [e.query for e in rows], [e.item for e in rows],
-                                         [str(e.extra["reasoning"]) for e in rows], scfg.max_length,
-                                         dcfg.reasoning_tokens)
+                                         [clean_text(e.extra["reasoning"]) for e in rows], scfg.max_length,
+                                         dcfg.reasoning_tokens, min(MAX_POSITIONS, positions))
         logits_r, h_r = cls_forward(model, r_inputs)
         if dcfg.reasoning_view_ce:
             loss = loss + target_ce(logits_r, rows, soft, weights)

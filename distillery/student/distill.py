@@ -90,10 +90,16 @@ def build_examples(splits: Splits, annotations: Annotations, method: str, label_
             e.soft is None and e.extra.get("source") == "teacher" for e in out):
         raise DataError(f"--method {method} with soft labels: the annotations' label_probs do not match the "
                         f"{label_set.name} label set {list(label_set.classes)} (set data.label_set to the teacher's)")
+    if counts["logs"] == 0 and counts["logs_unusable"] == 0:
+        raise DataError(f"--method {method}: none of the {len(splits.logs)} log pairs is annotated "
+                        f"({counts['logs_unannotated']} unannotated); annotate the logs split of this --data first")
     if counts["logs"] == 0:
-        raise DataError(f"--method {method}: none of the {len(splits.logs)} log pairs has a usable annotation "
-                        f"({counts['logs_unannotated']} unannotated, {counts['logs_unusable']} unparsed or "
-                        "unknown labels); annotate the logs split of this --data first")
+        # Annotated, but the teacher never gave a usable label (a random-init or untrained teacher): the run
+        # goes on with the human seed labels alone and says so, rather than failing a pipeline on model output.
+        if not out:
+            raise DataError(f"--method {method}: none of the {counts['logs_unusable']} annotated log pairs has a "
+                            "usable label and distill.include_seed=false leaves no training example")
+        counts["teacher_fallback"] = 1
     return out, counts
 
 
@@ -166,6 +172,10 @@ def _write_report(s: dict[str, Any], out: Path) -> None:
              f"examples ({c['seed']} seed, {c['logs']} logs; {c['logs_unannotated']} log pairs unannotated, "
              f"{c['logs_unusable']} unusable) · wall {s['wall_seconds']:.1f} s · best epoch {s['best_epoch']}", "",
              metrics_table(s["val"], "Validation queries"), metrics_table(s["test"], "Held-out test queries")]
+    if c.get("teacher_fallback"):
+        lines += [f"**The teacher gave no usable label** on any of the {c['logs_unusable']} annotated log pairs "
+                  "(unparsed answers or labels outside the set): this student learned from the human seed labels "
+                  "alone, so it is no distillation result.", ""]
     if s.get("teacher_on_logs"):
         lines.append(metrics_table(s["teacher_on_logs"], "Teacher annotations vs hidden human labels (log pairs)"))
     lines += ["![curves](training_curves.png)"]

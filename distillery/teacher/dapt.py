@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
+from distillery import hardware
 from distillery.config import Config
 from distillery.data.schema import Pair
 from distillery.data.splits import split_pairs
@@ -115,7 +116,7 @@ def run_dapt(pairs: list[Pair], cfg: Config, out: str | Path, base: str | None =
     summary = {"step": "dapt", "train_blocks": len(train), "heldout_blocks": n_eval, "block_size": t.dapt_block_size,
                "perplexity_before": round(ppl_before, 3), "perplexity_after": round(ppl_after, 3),
                "seconds": round(timer.seconds, 1), "loss_first": curve[0], "loss_last": curve[-1],
-               "base": base or t.model}
+               "base": base or t.model, "bf16_autocast": use_bf16(t), "hardware": hardware.cpu().line()}
     meta.steps.append(dict(summary))
     save_teacher(model, tok, meta, out)
     (out / "dapt_summary.json").write_text(json.dumps({**summary, "losses": curve}, indent=2), encoding="utf-8")

@@ -13,12 +13,20 @@ import os
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from distillery.config import TeacherConfig
 from distillery.data.schema import LabelSet, Pair
-from distillery.teacher.prompt import format_answer, item_block, parse_answer, system_prompt
+from distillery.teacher.prompt import (
+    clean_text,
+    format_answer,
+    item_block,
+    parse_answer,
+    parse_error_code,
+    system_prompt,
+)
 
 
 class EndpointError(RuntimeError):
@@ -58,7 +66,10 @@ class EndpointClient:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
             try:
                 reply = self._post(body)
-                return str(reply["choices"][0]["message"]["content"])
+                content = reply["choices"][0]["message"]["content"]
+                if not isinstance(content, str):  # e.g. null content (a refusal or a tool call)
+                    raise TypeError(f"message content is {type(content).__name__}, not text")
+                return content
             except urllib.error.HTTPError as exc:
                 last = f"HTTP {exc.code}"
                 if exc.code < 500 and exc.code != 429:
@@ -80,6 +91,9 @@ class RejectionStats:
     asked: int = 0
     accepted: int = 0
     rejected_pairs: list[str] = field(default_factory=list)
+    reasons: Counter[str] = field(default_factory=Counter)
+    """Rejected answers by reason: ``wrong_label``, ``empty_reasoning`` or the parse error's code
+    (``no_label_line``, ``unknown_label``, ``conflicting_labels``)."""
 
 
 def endpoint_answers(pairs: list[Pair], label_set: LabelSet, client: EndpointClient, samples: int,
@@ -94,9 +108,15 @@ def endpoint_answers(pairs: list[Pair], label_set: LabelSet, client: EndpointCli
         accepted = None
         for _ in range(samples):
             stats.asked += 1
-            parsed = parse_answer(client.chat([{"role": "system", "content": system},
-                                               {"role": "user", "content": user}]), label_set)
-            if parsed.label == gold and parsed.reasoning:
+            parsed = parse_answer(clean_text(client.chat([{"role": "system", "content": system},
+                                                          {"role": "user", "content": user}])), label_set)
+            if parsed.error is not None:
+                stats.reasons[parse_error_code(parsed.error)] += 1
+            elif parsed.label != gold:
+                stats.reasons["wrong_label"] += 1
+            elif not parsed.reasoning.strip():
+                stats.reasons["empty_reasoning"] += 1
+            else:
                 accepted = format_answer(parsed.reasoning, gold)
                 break
         if accepted is None:

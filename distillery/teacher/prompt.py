@@ -19,6 +19,10 @@ from transformers import PreTrainedTokenizerBase
 from distillery.data.schema import LabelSet, Pair
 
 PROMPT_VERSION = "v1"
+PROMPT_SLACK = 4
+"""Tokens a built prompt may exceed ``max_prompt_tokens`` by (the item is cut by a count of its own tokens,
+which re-tokenised inside the prompt can differ by one); the trainers' ``max_length`` leaves 8 of room.  A
+prompt over that (a very long query: only the item is cut) leaves a training step's completion no room."""
 FIELD_NAMES = {"title": "Title", "brand": "Brand", "color": "Colour", "attributes": "Attributes",
                "bullet_points": "Bullet points", "description": "Description"}
 
@@ -31,7 +35,8 @@ _DEFINITIONS = {
 }
 
 _LABEL_RE = re.compile(r"^\s*label\s*:\s*(.*?)\s*$", re.IGNORECASE | re.MULTILINE)
-_REASON_RE = re.compile(r"^\s*reasoning\s*:\s*(.*)$", re.IGNORECASE | re.MULTILINE)
+# Within its line: an empty ``Reasoning:`` line must not take the ``Label:`` line below it as its text.
+_REASON_RE = re.compile(r"^[ \t]*reasoning[ \t]*:[ \t]*(.*)$", re.IGNORECASE | re.MULTILINE)
 
 
 def system_prompt(label_set: LabelSet) -> str:
@@ -54,7 +59,76 @@ def item_block(pair: Pair, fields: list[str], max_field_chars: int) -> str:
 
 def format_answer(reasoning: str, label: str) -> str:
     """The canonical answer text (SFT targets and DPO completions use it)."""
-    return f"Reasoning: {' '.join(reasoning.split())}\nLabel: {label}"
+    return f"Reasoning: {' '.join(clean_text(reasoning).split())}\nLabel: {label}"
+
+
+# C0/C1 control characters (tab, newline and carriage return kept) and lone surrogates: what an undecodable
+# byte (``surrogateescape``), a JSON ``\udc80`` escape or a random-init model's output can put in a string.
+# Fast tokenizers refuse a lone surrogate (TypeError) and ``str.encode`` cannot write one as UTF-8.
+_UNSAFE_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def clean_text(text: object) -> str:
+    """Model output made safe to tokenise and to write as UTF-8 JSON: ``None`` → ``""``, any other non-string
+    → ``str``, control characters and lone surrogates removed (the rest, ``\ufffd`` included, kept)."""
+    s = "" if text is None else text if isinstance(text, str) else str(text)
+    return _UNSAFE_CHARS.sub("", s)
+
+
+def split_label_line(text: str) -> tuple[str, str]:
+    """(the reasoning part, the last ``Label:`` line and whatever follows it); ``(text, "")`` without one."""
+    found = list(_LABEL_RE.finditer(text))
+    if not found:
+        return text, ""
+    start = found[-1].start()
+    while start < len(text) and text[start] in "\r\n":  # ``^\s*`` may start at an empty line above
+        start += 1
+    return text[:start], text[start:]
+
+
+def _ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+
+def answer_ids(tokenizer: PreTrainedTokenizerBase, text: str, budget: int) -> tuple[list[int], bool]:
+    """Token ids (no special tokens) of an answer in at most ``budget`` tokens, and whether it was cut.
+
+    A longer answer keeps the head of its reasoning and its label line (the last ``Label:`` line and what
+    follows, at most half the budget): the part a judge of the answer needs, whatever the model wrote before.
+    """
+    budget = max(0, budget)
+    ids = _ids(tokenizer, text)
+    if len(ids) <= budget:
+        return ids, False
+    head, tail = split_label_line(text)
+    tail_ids = _ids(tokenizer, tail)[: budget // 2]
+    return _ids(tokenizer, head)[: budget - len(tail_ids)] + tail_ids, True
+
+
+def fit_answer(tokenizer: PreTrainedTokenizerBase, text: str, max_tokens: int) -> tuple[str, bool]:
+    """The answer text in at most ``max_tokens`` tokens, and whether it was cut: the reasoning loses its tail
+    (at a word boundary), the label line stays whole (up to half the budget).  For SFT targets and DPO
+    completions, where a trainer's own truncation would cut the label line off instead."""
+    if len(_ids(tokenizer, text)) <= max_tokens:
+        return text, False
+    head, tail = split_label_line(text)
+    tail = tail.strip()
+    tail_ids = _ids(tokenizer, tail)
+    if len(tail_ids) > max_tokens // 2:
+        tail = str(tokenizer.decode(tail_ids[: max_tokens // 2], skip_special_tokens=True)).strip()
+    head_ids = _ids(tokenizer, head)
+    budget = max_tokens - len(_ids(tokenizer, tail)) - 1
+    out = tail
+    for _ in range(8):  # re-tokenising the joined text can differ by a token or two at the seam
+        cut = str(tokenizer.decode(head_ids[: max(0, budget)], skip_special_tokens=True))
+        if budget < len(head_ids) and " " in cut.strip():
+            cut = cut.rstrip().rsplit(" ", 1)[0]  # no half word
+        out = f"{cut.rstrip()}\n{tail}" if cut.strip() and tail else (cut.rstrip() or tail)
+        over = len(_ids(tokenizer, out)) - max_tokens
+        if over <= 0:
+            return out, True
+        budget -= max(1, over)
+    return str(tokenizer.decode(_ids(tokenizer, out)[:max_tokens], skip_special_tokens=True)), True
 
 
 def _render(tok: PreTrainedTokenizerBase, system: str, user: str) -> str:
@@ -110,6 +184,18 @@ class ParsedAnswer:
     label: str | None
     reasoning: str
     error: str | None
+
+
+PARSE_ERROR_CODES = ("no_label_line", "unknown_label", "conflicting_labels")
+
+
+def parse_error_code(error: str) -> str:
+    """The reason code of a :func:`parse_answer` error message, for counting (``other`` if none matches)."""
+    for code, start in zip(PARSE_ERROR_CODES, ("no 'Label:' line", "unknown label", "conflicting labels"),
+                           strict=True):
+        if error.startswith(start):
+            return code
+    return "other"
 
 
 def parse_answer(text: str, label_set: LabelSet) -> ParsedAnswer:

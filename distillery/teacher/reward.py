@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import random
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +30,12 @@ from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, PreTra
 
 from distillery.config import REWARD_DIMENSIONS, TeacherConfig
 from distillery.data.schema import Pair
+from distillery.teacher.prompt import answer_ids, clean_text
 
 REWARD_FILE = "reward.json"
 HEADS_FILE = "heads.pt"
+ANSWER_SHARE = 0.5
+"""The share of the reward model's input budget an over-long answer keeps when the item is long too."""
 
 
 def _minilm() -> str:
@@ -81,10 +86,52 @@ class RewardScorer:
     max_length: int
     weights: list[float]
 
+    truncated: Counter[str] = field(default_factory=Counter)
+    """Inputs cut to fit ``max_length`` so far: ``answer`` (its reasoning's tail) and ``context`` (the item's)."""
+
+    def input_limit(self) -> int:
+        """``max_length``, capped by the encoder's position table (a longer input would index past it)."""
+        positions = getattr(getattr(self.model.encoder, "config", None), "max_position_embeddings", None)
+        return min(self.max_length, int(positions)) if positions else self.max_length
+
     def encode(self, pairs: list[Pair], answers: list[str]) -> dict[str, torch.Tensor]:
-        # The answer is kept whole; the item side is truncated first.
-        return dict(self.tokenizer([reward_inputs(p) for p in pairs], answers, truncation="only_first",
-                                   max_length=self.max_length, padding=True, return_tensors="pt"))
+        """``[CLS] query [SEP] item [SEP] answer [SEP]`` within ``max_length`` tokens, whatever the answer's length.
+
+        Explicit budgets instead of the tokenizer's truncation (``only_first`` raises once the answer alone
+        exceeds ``max_length``, which a rambling or random-init teacher does): when both sides do not fit, the
+        answer gets at least ``ANSWER_SHARE`` of the budget and keeps its label line (the head of the reasoning
+        and the ``Label:`` line, see :func:`answer_ids`), the context keeps its head (the query, then the
+        item's first fields).  Either side takes the room the other leaves.
+        """
+        tok = self.tokenizer
+        if not pairs:
+            return {"input_ids": torch.zeros((0, 0), dtype=torch.long),
+                    "attention_mask": torch.zeros((0, 0), dtype=torch.long)}
+        budget = max(2, self.input_limit() - 3)
+        contexts = tok([clean_text(reward_inputs(p)) for p in pairs], add_special_tokens=False,
+                       verbose=False)["input_ids"]
+        texts = [clean_text(a) for a in answers]
+        whole = tok(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        cls = tok.cls_token_id if tok.cls_token_id is not None else tok.bos_token_id
+        sep = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
+        rows = []
+        for ctx, ans, text in zip(contexts, whole, texts, strict=True):
+            if len(ctx) + len(ans) > budget:
+                ans_budget = min(len(ans), max(budget - len(ctx), math.ceil(budget * ANSWER_SHARE)))
+                if ans_budget < len(ans):
+                    ans, _ = answer_ids(tok, text, ans_budget)
+                    self.truncated["answer"] += 1
+                if len(ctx) > budget - len(ans):
+                    ctx = ctx[: budget - len(ans)]
+                    self.truncated["context"] += 1
+            rows.append([x for x in (cls, *ctx, sep, *ans, sep) if x is not None])
+        width = max((len(r) for r in rows), default=0)
+        ids = torch.full((len(rows), width), tok.pad_token_id or 0, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+            mask[i, : len(r)] = 1
+        return {"input_ids": ids, "attention_mask": mask}
 
     @torch.no_grad()
     def score(self, pairs: list[Pair], answers: list[str], batch_size: int = 32) -> np.ndarray:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from distillery import hardware
 from distillery.config import Config
 from distillery.data.schema import LabelSet, Pair, get_label_set
 from distillery.teacher.checks import check_answer
@@ -68,7 +69,10 @@ def run_reward(pairs: list[Pair], cfg: Config, out: str | Path, base: str) -> di
                "loss_first": curve[0], "loss_last": curve[-1], "heads": agreement(pred, targets[test]),
                "target_means": dict(zip(("label", "consistency", "grounding", "format", "concision"),
                                         targets.mean(0).round(3).tolist(), strict=True)),
-               "base": base, "encoder": t.reward_encoder}
+               "base": base, "encoder": t.reward_encoder, "max_length": scorer.input_limit(),
+               # inputs cut to max_length (answer: its reasoning's tail, the label line kept; context: the item's)
+               "truncated": {"answer": scorer.truncated["answer"], "context": scorer.truncated["context"]},
+               "bf16_autocast": False, "hardware": hardware.cpu().line()}
     scorer.save(out, {"label_set": label_set.name, "summary": summary})
     (Path(out) / "samples.jsonl").write_text("".join(
         json.dumps({"query": p.query, "title": p.title, "gold": p.label, "answer": a, "targets": tg.tolist()}) + "\n"

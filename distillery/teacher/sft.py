@@ -15,11 +15,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from distillery import hardware
 from distillery.config import Config
 from distillery.data.schema import Pair, get_label_set
 from distillery.teacher.endpoint import EndpointClient, endpoint_answers
 from distillery.teacher.model import add_lora, load_for_step, save_teacher
-from distillery.teacher.prompt import PromptBuilder
+from distillery.teacher.prompt import PROMPT_SLACK, PromptBuilder, fit_answer
 from distillery.teacher.rationale import gold_answer
 from distillery.teacher.trainers import Timer, losses, remove_empty, trl_args
 
@@ -33,14 +34,29 @@ def sft_examples(pairs: list[Pair], prompter: PromptBuilder, cfg: Config) -> tup
         client = EndpointClient.from_config(cfg.teacher)
         answers, stats = endpoint_answers(pairs, label_set, client, cfg.teacher.endpoint_samples,
                                           prompter.item_fields, prompter.max_field_chars)
-        info.update(asked=stats.asked, accepted=stats.accepted, rejected=len(stats.rejected_pairs))
+        info.update(asked=stats.asked, accepted=stats.accepted, rejected=len(stats.rejected_pairs),
+                    rejected_answers=dict(stats.reasons))
         kept = [(p, a) for p, a in zip(pairs, answers, strict=True) if a is not None]
     else:
         kept = [(p, gold_answer(p, label_set)) for p in pairs]
     if not kept:
-        raise ValueError("no SFT example left (every endpoint answer disagreed with the gold label)")
+        raise ValueError("no SFT example left (every endpoint answer was rejected: "
+                         f"{info.get('rejected_answers', {})})")
+    # A completion longer than the answer budget is cut here, its label line kept: SFTTrainer's own
+    # truncation (max_length) would cut the end, and the teacher would learn answers without a label.
+    budget = cfg.teacher.max_new_tokens
+    fitted = [fit_answer(prompter.tokenizer, a, budget) for _, a in kept]
+    info["completions_truncated"] = sum(cut for _, cut in fitted)
     prompts = prompter.build([p for p, _ in kept])
-    return [{"prompt": pr, "completion": a} for pr, (_, a) in zip(prompts, kept, strict=True)], info
+    # Only the item is cut to fit max_prompt_tokens: a prompt still over it (a very long query) would leave
+    # its completion no room under the trainer's max_length, so the example is left out, and counted.
+    lengths = [len(ids) for ids in prompter.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    fits = [n <= prompter.max_prompt_tokens + PROMPT_SLACK for n in lengths]
+    info["prompts_too_long"] = fits.count(False)
+    if not any(fits):
+        raise ValueError(f"no SFT example left: every prompt exceeds teacher.max_prompt_tokens="
+                         f"{prompter.max_prompt_tokens} (the queries alone are too long)")
+    return [{"prompt": pr, "completion": a} for pr, (a, _), ok in zip(prompts, fitted, fits, strict=True) if ok], info
 
 
 def run_sft(pairs: list[Pair], cfg: Config, out: str | Path, base: str | None = None) -> dict[str, Any]:
@@ -65,7 +81,8 @@ def run_sft(pairs: list[Pair], cfg: Config, out: str | Path, base: str | None = 
     curve = losses(trainer.state.log_history)
     summary = {"step": "sft", "examples": len(examples), "rationales": info, "seconds": round(t.seconds, 1),
                "loss_first": curve[0] if curve else None, "loss_last": curve[-1] if curve else None,
-               "losses": curve, "sample": examples[0]["completion"], "base": base or cfg.teacher.model}
+               "losses": curve, "sample": examples[0]["completion"], "base": base or cfg.teacher.model,
+               "bf16_autocast": bool(args.bf16), "hardware": hardware.cpu().line()}
     meta.steps.append({k: v for k, v in summary.items() if k != "losses"})
     save_teacher(model, tok, meta, out)
     (out / "sft_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")

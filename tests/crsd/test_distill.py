@@ -11,7 +11,7 @@ import pytest
 from distillery.annotation import annotate_shard, merge_shards, select_pairs
 from distillery.cli import main
 from distillery.config import load_config
-from distillery.data.schema import THREE_CLASS, label_indices, write_jsonl
+from distillery.data.schema import THREE_CLASS, DataError, label_indices, write_jsonl
 from distillery.data.splits import split_pairs
 from distillery.data.synthetic import generate
 from distillery.evaluate import compute_metrics
@@ -102,3 +102,20 @@ def test_distill_without_annotations_is_a_clear_error(tmp_path, capsys):
     assert main(["distill", "--annotations", str(bad), "--data", DATA, "--out", str(tmp_path), "--profile",
                  "tiny"]) == 2
     assert "bad.jsonl:2: malformed record" in capsys.readouterr().err
+
+
+def test_a_teacher_with_no_usable_label_falls_back_to_seed_labels_and_says_so(annotated):
+    """A random-init teacher writes no parsable label: the pipeline's distillation still trains (on the seed
+    labels) and flags it, instead of failing the run on model output."""
+    from distillery.annotation import load_annotations
+
+    cfg = load_config("tiny")
+    splits = split_pairs(generate(240, seed=2), cfg.data)
+    garbage = {k: {**rec, "label": None, "parse_error": "no Label: line"}
+               for k, rec in load_annotations(annotated / "annotations.jsonl").items()}
+    examples, counts = build_examples(splits, garbage, "crsd", THREE_CLASS, cfg)
+    assert counts["teacher_fallback"] == 1 and counts["logs"] == 0 and counts["logs_unusable"] > 0
+    assert len(examples) == len(splits.seed) and {e.extra["source"] for e in examples} == {"human"}
+    cfg.distill.include_seed = False
+    with pytest.raises(DataError, match="no training example"):
+        build_examples(splits, garbage, "crsd", THREE_CLASS, cfg)

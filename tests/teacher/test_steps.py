@@ -51,6 +51,7 @@ def sft_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     summary = run_sft(seed, cfg, out)
     assert summary["examples"] == 6 and len(summary["losses"]) == 4
     assert all(math.isfinite(x) for x in summary["losses"]) and summary["loss_last"] < summary["loss_first"]
+    assert summary["bf16_autocast"] is False and summary["hardware"]  # the tiny profile: mixed_precision=no
     return out
 
 
