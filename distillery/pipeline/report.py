@@ -102,18 +102,26 @@ def _annotation_lines(ann: dict[str, Any]) -> list[str]:
             f"{ann['records']} log pairs annotated in {ann['shards']} shard(s) by "
             f"`{ann.get('teacher', {}).get('model', '?')}`; parse failures {ann['parse_failures']}; labels: {labels}; "
             f"{ann['pairs_per_second']:.2f} pairs/s per shard, {ann['pairs_per_second_all_shards']:.2f} with the "
-            f"shards side by side, {ann['generated_tokens_per_second']:.1f} generated tokens/s.", ""]
+            f"shards side by side, {ann['generated_tokens_per_second']:.1f} generated tokens/s.", "",
+            f"Decoder precision {', '.join(ann.get('decoder_dtype') or ['?'])} on "
+            f"{'; '.join(ann.get('hardware') or ['an unrecorded CPU'])}.", ""]
 
 
 def _export_lines(exp: dict[str, Any]) -> list[str]:
     if not exp:
         return []
-    rows = [f"| {r['name']} | {r['max_abs_diff']:.2e} | {100 * r['agreement']:.2f}% | "
-            f"{'not gated' if r.get('tolerance') is None else ('pass' if r.get('passed') else 'FAIL')} |"
-            for r in exp.get("parity", [])]
-    return ["## Export", "", f"Triton model repository version {exp['version']} ({exp.get('precision')}); parity "
-            f"gate on {exp['parity_pairs']} held-out pairs:", "",
-            "| graph | max abs logit diff | label agreement | gate |", "|---|---|---|---|", *rows, ""]
+    rows = [f"| {r['name']} | {r.get('ran', '?')} | {r['max_abs_diff']:.2e} | {100 * r['agreement']:.2f}% | "
+            f"{'pass' if r.get('passed') else 'FAIL'} |" for r in exp.get("parity", [])]
+    hw = exp.get("hardware") or {}
+    cpu = (f"{hw.get('model', '?')} ({hw.get('isa', '?')}; native bf16 {'yes' if hw.get('bf16_native') else 'no'}, "
+           f"int8 VNNI {'yes' if hw.get('int8_vnni') else 'no'}"
+           f"{'; masked to ' + hw['masked_to'] if hw.get('masked_to') else ''})") if hw else "an unrecorded CPU"
+    refused = [f"- refused {r['precision']} ({r['graph']}): {r['reason']}" for r in exp.get("refused") or []]
+    return ["## Export", "", f"Triton model repository version {exp['version']} serves {exp.get('precision')} "
+            f"(requested {exp.get('requested_precision', exp.get('precision'))}); parity gate on "
+            f"{exp['parity_pairs']} held-out pairs, measured on {cpu}:", "",
+            "| graph | ran | max abs logit diff | label agreement | gate |", "|---|---|---|---|---|", *rows,
+            *(["", *refused] if refused else []), ""]
 
 
 def _num(x: Any) -> str:

@@ -12,7 +12,7 @@ import pytest
 
 from distillery.pipeline import artifacts, report, run
 from distillery.pipeline.progress import TaskLog
-from distillery.pipeline.steps import config_from_json, config_to_json
+from distillery.stages._io import config_from_json, config_to_json
 
 
 def _metrics(f1: float, n: int = 10) -> dict:
@@ -113,9 +113,9 @@ def test_output_of_parallel_tasks_goes_to_the_task_on_its_thread() -> None:
 
 
 def test_step_argument_errors_are_clear(tmp_path: Path) -> None:
-    from distillery.pipeline.distill_steps import shard_indices
-    from distillery.pipeline.serve_steps import deploy
-    from distillery.pipeline.teacher_steps import train_step
+    from distillery.stages.annotate import shard_indices
+    from distillery.stages.deploy import deploy
+    from distillery.stages.teacher import train
 
     assert shard_indices(3) == [0, 1, 2]
     with pytest.raises(ValueError, match="at least one annotation shard"):
@@ -123,7 +123,7 @@ def test_step_argument_errors_are_clear(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no target given"):
         deploy(tmp_path, "")
     with pytest.raises(ValueError, match="must be one of dapt, sft, reward, dpo"):
-        train_step("ppo", tmp_path, "tiny", tmp_path / "m", tmp_path / "o")
+        train("ppo", config_from_json("tiny"), tmp_path, tmp_path / "m", tmp_path / "o")
 
 
 def test_published_locations_follow_the_artifacts_map(tmp_path: Path) -> None:
@@ -132,3 +132,19 @@ def test_published_locations_follow_the_artifacts_map(tmp_path: Path) -> None:
     got = run.published_locations(tmp_path, "s3://bkt/runs/1/")
     assert got == {"teacher": "s3://bkt/runs/1/teacher", "annotations": "s3://bkt/runs/1/annotations/annotations.jsonl",
                    "student": "s3://bkt/runs/1/student", "report": "s3://bkt/runs/1/report"}
+
+
+def test_run_report_names_the_cpu_and_the_precision_each_stage_ran() -> None:
+    from distillery.pipeline.report import _annotation_lines, _export_lines
+
+    hw = {"model": "AMD EPYC 7R32", "isa": "avx2", "bf16_native": False, "int8_vnni": False, "masked_to": ""}
+    exp = {"version": 2, "precision": "fp32", "requested_precision": "int8", "parity_pairs": 10, "hardware": hw,
+           "parity": [{"name": "onnx int8", "ran": "int8", "max_abs_diff": 0.9, "agreement": 0.4, "passed": False}],
+           "refused": [{"precision": "int8", "graph": "onnx int8", "reason": "agreement 40.00% < 90.00%"}]}
+    text = "\n".join(_export_lines(exp))
+    assert "serves fp32 (requested int8)" in text and "AMD EPYC 7R32 (avx2; native bf16 no, int8 VNNI no)" in text
+    assert "| onnx int8 | int8 |" in text and "refused int8 (onnx int8): agreement 40.00% < 90.00%" in text
+    ann = {"records": 4, "shards": 1, "parse_failures": 0, "labels": {}, "pairs_per_second": 1.0,
+           "pairs_per_second_all_shards": 1.0, "generated_tokens_per_second": 9.0,
+           "decoder_dtype": ["float32"], "hardware": ["AMD EPYC 7R32 (2 CPUs; avx2, no native bf16)"]}
+    assert "Decoder precision float32 on AMD EPYC 7R32" in "\n".join(_annotation_lines(ann))
