@@ -24,13 +24,13 @@ run: $(STAMP)
 
 ## test: lint, types, import layering, then the whole test suite
 test: $(STAMP)
-	$(BIN)/ruff check distillery components pipelines serving tests benchmarks
+	$(BIN)/ruff check distillery components pipelines tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check distillery components pipelines serving tests benchmarks
+	$(BIN)/ruff check distillery components pipelines tests benchmarks
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -161,10 +161,11 @@ def triton(url: str, protocol: str, model: str, version: str = "") -> Scorer:
 
 def build_repo(model_dir: Path, work: Path, threads: int, pad: int, export: object, micro_batch: int) -> Path:
     """v1 fused fp32, v2 int8 and v3 bf16 (OpenVINO) side by side, from one parity-gated export."""
-    from distillery.export.repository import RepositoryOptions, write_version
+    from distillery.config import ExportConfig
+    from distillery.export.repository import write_version
 
     repo = work / f"repo-t{threads}-p{pad}"
-    opts = RepositoryOptions(max_batch=64, threads=threads, pad_to=pad, queue_delay_us=0, micro_batch=micro_batch)
+    opts = ExportConfig(max_batch=64, threads=threads, pad_to=pad, queue_delay_us=0, micro_batch=micro_batch)
     write_version(model_dir, repo, 1, export.fused, opts)  # type: ignore[attr-defined]
     from distillery.export.quantize import SETTINGS
 

@@ -2,8 +2,8 @@
 
 Each component runs in :data:`distillery.images.TRAINER_IMAGE` with no ``packages_to_install`` (see
 ``components/_base.py``): the image (or, locally, the project's own environment) already holds the package.
-The logic of every step is in ``distillery.pipeline`` (``steps``, ``teacher_steps``, ``distill_steps``,
-``serve_steps``), where tests reach it without KFP.
+The logic of every step is in one stage module of ``distillery.stages`` (data, teacher, annotate, distill,
+finetune, evaluate, export, deploy, abtest), which the CLI calls too and tests reach without KFP.
 """
 
 from components.annotation import annotate_shard, merge_annotations, plan_shards

@@ -8,7 +8,7 @@ from components._base import component
 @component
 def plan_shards(shards: int) -> list:
     """The shard indices the annotation fan-out iterates over."""
-    from distillery.pipeline.distill_steps import shard_indices
+    from distillery.stages.annotate import shard_indices
 
     return shard_indices(shards)
 
@@ -17,9 +17,11 @@ def plan_shards(shards: int) -> list:
 def annotate_shard(dataset: Input[Dataset], config_json: str, shard: int, num_shards: int,
                    annotations: Output[Dataset], teacher: Input[Model] = None) -> None:
     """Annotate shard ``shard`` of ``num_shards`` with the teacher (crash-safe: a restart resumes)."""
-    from distillery.pipeline.distill_steps import annotate_shard as run
+    from distillery.stages._io import config_from_json
+    from distillery.stages.annotate import annotate_shard as run
 
-    run(dataset.path, config_json, shard, num_shards, annotations.path, teacher.path if teacher else None)
+    run(config_from_json(config_json), teacher.path if teacher else None, dataset.path, shard, num_shards,
+        annotations.path, metrics_dir=annotations.path)
 
 
 @component
@@ -27,7 +29,7 @@ def merge_annotations(shards: Input[list[Dataset]], annotations: Output[Dataset]
                       report: Output[Markdown]) -> None:
     """Merge the shards: every pair exactly once, label distribution, parse failures, throughput."""
     from distillery.pipeline import artifacts
-    from distillery.pipeline.distill_steps import merge_annotations as merge
+    from distillery.stages.annotate import merge_dirs
 
-    m = merge([s.path for s in shards], annotations.path)
+    m = merge_dirs([s.path for s in shards], annotations.path)
     artifacts.finish(annotations.path, m, metrics, report, keys=("records", "parse_failures", "pairs_per_second"))

@@ -9,7 +9,9 @@ from components._base import component
 def prepare_data(data_spec: str, config_json: str, dataset: Output[Dataset], metrics: Output[Metrics],
                  report: Output[Markdown]) -> None:
     """Load ``data_spec`` and write the seed / logs / val / test splits (by query) as JSONL."""
-    from distillery.pipeline import artifacts, steps
+    from distillery.pipeline import artifacts
+    from distillery.stages import data
+    from distillery.stages._io import config_from_json
 
-    m = steps.prepare_data(data_spec, config_json, dataset.path)
+    m = data.prepare(config_from_json(config_json), data_spec, dataset.path)
     artifacts.finish(dataset.path, m, metrics, report, keys=("pairs",))

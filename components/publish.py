@@ -11,7 +11,7 @@ def publish_artifacts(uri: str, student: Input[Model], report: Input[Artifact], 
     """Copy each artifact to ``uri/<name>`` (``s3://`` with checksums, credentials from the environment)."""
     import json
 
-    from distillery.pipeline.steps import publish_named
+    from distillery.stages._io import publish_named
 
     return json.dumps(publish_named(uri, student=student, report=report, annotations=annotations, teacher=teacher,
                                     model_repository=model_repository), sort_keys=True)

@@ -11,18 +11,19 @@ def export_model_repository(model: Input[Model], dataset: Input[Dataset], config
                             report: Output[Markdown]) -> None:
     """ONNX export with the parity gate on held-out pairs, written as a Triton model repository."""
     from distillery.pipeline import artifacts
-    from distillery.pipeline.serve_steps import export_repository
+    from distillery.stages._io import config_from_json
+    from distillery.stages.export import export as run
 
-    m = export_repository(model.path, dataset.path, config_json, model_repository.path, export.path)
+    m = run(config_from_json(config_json), model.path, dataset.path, model_repository.path, export.path)
     artifacts.finish(export.path, m, metrics, report, keys=("parity_pairs",))
 
 
 @component
 def deploy_model_repository(model_repository: Input[Artifact], target: str) -> str:
     """Copy the repository to where Triton serves from (``s3://`` with checksums, or a directory)."""
-    from distillery.pipeline.serve_steps import deploy
+    from distillery.stages.deploy import deploy
 
-    return deploy(model_repository.path, target)
+    return str(deploy(model_repository.path, target)["repository"])
 
 
 @component
@@ -30,8 +31,10 @@ def ab_evaluation(champion: str, challenger: Input[Model], dataset: Input[Datase
                   evaluation: Output[Dataset], metrics: Output[Metrics], report: Output[Markdown]) -> str:
     """Champion vs challenger through Triton and the A/B splitter with simulated users; returns the decision."""
     from distillery.pipeline import artifacts
-    from distillery.pipeline.serve_steps import ab_evaluate
+    from distillery.stages._io import config_from_json
+    from distillery.stages.abtest import abtest
 
-    m = ab_evaluate(champion, challenger.path, dataset.path, config_json, evaluation.path, users)
+    m = abtest(config_from_json(config_json), champion, challenger.path, dataset.path, evaluation.path, users=users,
+               progress=False, context={"data": "held-out test queries"})
     artifacts.finish(evaluation.path, m, metrics, report, keys=("users", "srm_p"))
     return str(m["decision"])

@@ -9,9 +9,12 @@ from components._base import component
 def finetune_student(dataset: Input[Dataset], config_json: str, model: Output[Model], training: Output[Dataset],
                      metrics: Output[Metrics], report: Output[Markdown], seed_only: bool = True) -> None:
     """Fine-tune the student on human labels (the seed share: the baseline every distilled student must beat)."""
-    from distillery.pipeline import artifacts, steps
+    from distillery.pipeline import artifacts
+    from distillery.stages._io import config_from_json
+    from distillery.stages.finetune import finetune
 
-    m = steps.finetune_student(dataset.path, config_json, training.path, model.path, seed_only=seed_only)
+    m = finetune(config_from_json(config_json), dataset.path, training.path, model_dir=model.path,
+                 seed_only=seed_only)
     artifacts.finish(training.path, m, metrics, report, keys=("val.macro_f1", "test.macro_f1", "test.accuracy"))
 
 
@@ -19,9 +22,11 @@ def finetune_student(dataset: Input[Dataset], config_json: str, model: Output[Mo
 def evaluate_model(model: Input[Model], dataset: Input[Dataset], config_json: str, name: str,
                    evaluation: Output[Dataset], metrics: Output[Metrics], report: Output[Markdown]) -> float:
     """Macro-F1 (returned), per-class figures and confusion matrix of ``model`` on the held-out test queries."""
-    from distillery.pipeline import artifacts, steps
+    from distillery.pipeline import artifacts
+    from distillery.stages._io import config_from_json
+    from distillery.stages.evaluate import evaluate
 
-    m = steps.evaluate_model(model.path, dataset.path, config_json, evaluation.path, name)
+    m = evaluate(config_from_json(config_json), model.path, dataset.path, evaluation.path, name)
     artifacts.finish(evaluation.path, m, metrics, report, keys=("macro_f1", "accuracy", "macro_auc_ovr", "ece"))
     return float(m["macro_f1"])
 
@@ -29,9 +34,10 @@ def evaluate_model(model: Input[Model], dataset: Input[Dataset], config_json: st
 @component
 def score_champion(champion: str, dataset: Input[Dataset], config_json: str, evaluation: Output[Dataset]) -> float:
     """Macro-F1 of the serving champion (a model directory or ``s3://`` URI) on the same queries; 0 if none."""
-    from distillery.pipeline import steps
+    from distillery.stages._io import config_from_json
+    from distillery.stages.evaluate import champion_macro_f1
 
-    return steps.champion_macro_f1(champion, dataset.path, config_json, evaluation.path)
+    return champion_macro_f1(config_from_json(config_json), champion, dataset.path, evaluation.path)
 
 
 @component
@@ -40,7 +46,9 @@ def distill_student(dataset: Input[Dataset], annotations: Input[Dataset], config
                     method: str = "crsd") -> None:
     """Distil the teacher's annotations into the student (CRSD: both views, alignment, in-batch InfoNCE)."""
     from distillery.pipeline import artifacts
-    from distillery.pipeline.distill_steps import distill_student as run
+    from distillery.stages._io import config_from_json
+    from distillery.stages.distill import distill
 
-    m = run(dataset.path, annotations.path, config_json, training.path, model.path, method=method)
+    m = distill(config_from_json(config_json), dataset.path, annotations.path, training.path, model_dir=model.path,
+                method=method)
     artifacts.finish(training.path, m, metrics, report, keys=("val.macro_f1", "test.macro_f1", "test.accuracy"))

@@ -10,9 +10,10 @@ def dapt(dataset: Input[Dataset], config_json: str, teacher: Output[Model], trai
          metrics: Output[Metrics], report: Output[Markdown]) -> None:
     """Domain-adaptive pre-training of ``teacher.model`` on the platform text (held-out perplexity before/after)."""
     from distillery.pipeline import artifacts
-    from distillery.pipeline.teacher_steps import train_step
+    from distillery.stages._io import config_from_json
+    from distillery.stages.teacher import train
 
-    m = train_step("dapt", dataset.path, config_json, teacher.path, training.path)
+    m = train("dapt", config_from_json(config_json), dataset.path, teacher.path, training.path)
     artifacts.finish(training.path, m, metrics, report)
 
 
@@ -21,9 +22,10 @@ def sft(dataset: Input[Dataset], config_json: str, base: Input[Model], teacher: 
         training: Output[Dataset], metrics: Output[Metrics], report: Output[Markdown]) -> None:
     """SFT on grounded ``Reasoning: … Label: …`` answers for the human-labelled seed pairs (loss on the answer)."""
     from distillery.pipeline import artifacts
-    from distillery.pipeline.teacher_steps import train_step
+    from distillery.stages._io import config_from_json
+    from distillery.stages.teacher import train
 
-    m = train_step("sft", dataset.path, config_json, teacher.path, training.path, base=base.path)
+    m = train("sft", config_from_json(config_json), dataset.path, teacher.path, training.path, base=base.path)
     artifacts.finish(training.path, m, metrics, report)
 
 
@@ -32,9 +34,10 @@ def reward_model(dataset: Input[Dataset], config_json: str, base: Input[Model], 
                  training: Output[Dataset], metrics: Output[Metrics], report: Output[Markdown]) -> None:
     """Train the multi-dimensional reward model on answers sampled from the SFT teacher."""
     from distillery.pipeline import artifacts
-    from distillery.pipeline.teacher_steps import train_step
+    from distillery.stages._io import config_from_json
+    from distillery.stages.teacher import train
 
-    m = train_step("reward", dataset.path, config_json, reward.path, training.path, base=base.path)
+    m = train("reward", config_from_json(config_json), dataset.path, reward.path, training.path, base=base.path)
     artifacts.finish(training.path, m, metrics, report)
 
 
@@ -43,10 +46,11 @@ def dpo(dataset: Input[Dataset], config_json: str, base: Input[Model], reward: I
         training: Output[Dataset], metrics: Output[Metrics], report: Output[Markdown]) -> None:
     """DPO of the SFT teacher on chosen/rejected answers ranked by the reward model."""
     from distillery.pipeline import artifacts
-    from distillery.pipeline.teacher_steps import train_step
+    from distillery.stages._io import config_from_json
+    from distillery.stages.teacher import train
 
-    m = train_step("dpo", dataset.path, config_json, teacher.path, training.path, base=base.path,
-                   reward_dir=reward.path)
+    m = train("dpo", config_from_json(config_json), dataset.path, teacher.path, training.path, base=base.path,
+              reward_dir=reward.path)
     artifacts.finish(training.path, m, metrics, report)
 
 
@@ -56,7 +60,9 @@ def evaluate_teacher(teacher: Input[Model], reward: Input[Model], dataset: Input
                      report: Output[Markdown]) -> None:
     """Macro-F1, parse failures and reward per dimension of the teacher on held-out test pairs."""
     from distillery.pipeline import artifacts
-    from distillery.pipeline.teacher_steps import evaluate_teacher as run
+    from distillery.stages._io import config_from_json
+    from distillery.stages.teacher import evaluate
 
-    m = run(teacher.path, dataset.path, config_json, evaluation.path, max_pairs, reward_dir=reward.path)
+    m = evaluate(config_from_json(config_json), teacher.path, dataset.path, evaluation.path, max_pairs=max_pairs,
+                 reward_dir=reward.path)
     artifacts.finish(evaluation.path, m, metrics, report, keys=("macro_f1", "parse_failure_rate"))

@@ -403,7 +403,11 @@ ABTEST_METRICS = ("ctr", "cvr", "gtv", "ndcg")
 
 @dataclass
 class ABTestConfig:
-    """Online A/B evaluation: simulated traffic, the splitter's client side and the promotion gate."""
+    """Online A/B evaluation: simulated traffic, the splitter's client side and the promotion gate.
+
+    The one definition of the gate's settings: ``distillery abtest``, the pipeline's A/B step and the
+    operator (a ``RelevanceExperiment``'s ``spec.gate``, mapped by :mod:`distillery.operator.spec`) all build
+    :class:`distillery.abtest.gate.Gate` from it."""
 
     alpha: float = 0.05
     """Error rate of the sequential test (split over challengers in A/B/n); the false-promotion bound."""
@@ -469,7 +473,10 @@ EXPORT_VARIANTS = ("python", "onnxruntime", "tensorrt")
 
 @dataclass
 class ExportConfig:
-    """``distillery export``: the parity gate and how the Triton repository serves the student."""
+    """``distillery export``: the parity gate and how the Triton repository serves the student.
+
+    The one definition of the export settings: :mod:`distillery.export.repository` renders the repository
+    from it, and every caller (``distillery export``, the pipeline's export step) passes ``cfg.export``."""
 
     variants: list[str] = field(default_factory=lambda: ["python"])
     """Student variants written: ``python`` (onnxruntime in Triton's python backend: here and CPU nodes),
@@ -507,13 +514,21 @@ class ExportConfig:
     """How long the dynamic batcher waits to fill a batch (microseconds)."""
     instances: int = 1
     """Instances of each CPU model (python backend: one process each)."""
+    gpu_instances: int = 1
+    """Instances of the TensorRT model per GPU."""
     threads: int = 1
     """onnxruntime intra-op threads per student instance (0: one per core)."""
+    pad_to: int = 0
+    """0: the tokenizer pads each request to its longest pair; N: every pair to N tokens."""
     micro_batch: int = 8
     """The python-backend student runs a batch as length-sorted groups of at most this many rows, each
     trimmed to its longest (0: the whole batch in one call)."""
     direct: bool = True
     """Also serve ``relevance_direct``: tokenizer and student in one python model (one process hop fewer)."""
+    trt_batch: list[int] = field(default_factory=lambda: [1, 8, 64])
+    """TensorRT optimisation profile over the batch axis: MIN,OPT,MAX (``tensorrt`` variant)."""
+    trt_seq: list[int] = field(default_factory=lambda: [8, 64, 128])
+    """TensorRT optimisation profile over the sequence axis: MIN,OPT,MAX tokens."""
 
     def __post_init__(self) -> None:
         for v in self.variants:
@@ -530,8 +545,17 @@ class ExportConfig:
         _in_range("export.max_batch", self.max_batch, 1, 4096)
         _in_range("export.queue_delay_us", self.queue_delay_us, 0, 10**7)
         _in_range("export.instances", self.instances, 1, 256)
+        _in_range("export.gpu_instances", self.gpu_instances, 1, 256)
         _in_range("export.threads", self.threads, 0, 1024)
+        _in_range("export.pad_to", self.pad_to, 0, 8192)
         _in_range("export.micro_batch", self.micro_batch, 0, 4096)
+        for name in ("trt_batch", "trt_seq"):
+            lo_opt_hi = getattr(self, name)
+            if len(lo_opt_hi) != 3 or not 1 <= lo_opt_hi[0] <= lo_opt_hi[1] <= lo_opt_hi[2]:
+                raise ConfigError(f"export.{name}={lo_opt_hi!r}: expected MIN,OPT,MAX with 1 ≤ MIN ≤ OPT ≤ MAX")
+        if "tensorrt" in self.variants and self.trt_batch[2] < self.max_batch:
+            raise ConfigError(f"export.trt_batch={self.trt_batch!r}: its MAX is below export.max_batch="
+                              f"{self.max_batch} (the TensorRT engine must take the largest batch)")
         if self.int8 and self.bf16:
             raise ConfigError("export.int8 and export.bf16 are both true: they are alternatives, choose one")
 

@@ -2,7 +2,8 @@
 
 It lives in ``pipelines/`` because ``kfp`` may only be imported here and in ``components/``; the
 operator (``distillery/operator/handlers.py``) uses it through the ``PipelineBackend`` protocol of
-``distillery.operator.runs``. The pipeline is compiled once per process, on the first submission.
+``distillery.operator.runs`` and never imports it: ``pipelines/operator.py``, kopf's entry module, injects it.
+The pipeline is compiled once per process, on the first submission.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A splitter on its own event loop in a background thread (studies and tests with injected backends).
 
-The production path runs the splitter as its own process (``serving/splitter/main.py``); this keeps an
-injected in-process backend (delays, failures) reachable over real HTTP on loopback.
+The production path runs the splitter as its own process (``python -m distillery.abtest.splitter_main``);
+this keeps an injected in-process backend (delays, failures) reachable over real HTTP on loopback.
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ from tqdm import tqdm
 
 from distillery.abtest.arms import Router
 from distillery.abtest.gate import ArmOps, Decision, Gate
+from distillery.abtest.metrics import UserTable
 from distillery.abtest.rankers import Ranker
-from distillery.abtest.simulator import BatchPlan, Event, QueryGroup, Served, SimConfig, UserTable, observe, plan_batch
+from distillery.abtest.simulator import BatchPlan, Event, QueryGroup, Served, SimConfig, observe, plan_batch
 
 ServeFn = Callable[[BatchPlan], list[Served]]
 

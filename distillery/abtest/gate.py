@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from distillery.abtest import stats
-from distillery.abtest.simulator import UserTable
+from distillery.abtest.metrics import UserTable
 from distillery.config import ABTestConfig
 
 

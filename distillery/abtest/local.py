@@ -2,7 +2,7 @@
 
 1. both students go into one Triton repository (champion version 1 → ensemble ``relevance_v1``,
    challenger version 2 → ``relevance_v2``) and a real ``tritonserver`` serves them;
-2. the splitter runs as its own process (``serving/splitter/main.py``) on a free port, with the split
+2. the splitter runs as its own process (``python -m distillery.abtest.splitter_main``) on a free port, with the split
    written as a file, and is waited for until ``/ready`` (every arm's model answers);
 3. simulated users go through the splitter batch by batch; the gate looks after every batch;
 4. the decision JSON, the report with its plots, the exposure log, the events and the splitter's
@@ -33,7 +33,8 @@ from distillery.abtest.report import write_report
 from distillery.abtest.simulator import QueryGroup, SimConfig
 from distillery.config import ABTestConfig
 
-SPLITTER_MAIN = Path(__file__).resolve().parents[2] / "serving" / "splitter" / "main.py"
+# The splitter app ships as a module of the package: the same entry the splitter image runs.
+SPLITTER_MODULE = "distillery.abtest.splitter_main"
 
 
 @dataclass
@@ -54,7 +55,7 @@ def two_arm_split(weights: tuple[float, float], timeout_s: float, salt: str = "d
 def splitter_process(split_file: Path, triton_url: str, exposure_log: Path, log_file: Path,
                      startup_s: float = 60.0, client: str = "relevance") -> Iterator[str]:
     """Run the splitter app in its own process; yields its URL once ``/ready`` answers 200."""
-    cmd = [sys.executable, str(SPLITTER_MAIN), "--split", str(split_file), "--triton-url", triton_url,
+    cmd = [sys.executable, "-m", SPLITTER_MODULE, "--split", str(split_file), "--triton-url", triton_url,
            "--port", "0", "--exposure-log", str(exposure_log), "--poll-s", "0.5", "--client", client]
     with open(log_file, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from distillery.abtest.metrics import UserTable
 from distillery.data.schema import DataError, Pair
 
 # Integer relevance grade of each label name (3-class synthetic labels and the 4-class ESCI ones).
@@ -183,30 +184,6 @@ def ndcg_at_k(shown_grades: np.ndarray, all_grades: np.ndarray, k: int) -> float
     ideal = np.sort(all_grades)[::-1][:k]
     best = (2.0 ** ideal - 1.0) @ disc[: len(ideal)]
     return float(gains / best) if best > 0 else 1.0
-
-
-USER_FIELDS = ("sessions", "shown", "clicks", "conversions", "gtv", "ndcg_sum")
-
-
-@dataclass
-class UserTable:
-    """Per-user totals, the gate's input (one row per user, arm is sticky)."""
-
-    user_ids: list[str] = field(default_factory=list)
-    arms: list[str] = field(default_factory=list)
-    data: dict[str, list[float]] = field(default_factory=lambda: {f: [] for f in USER_FIELDS})
-
-    def extend(self, other: UserTable) -> None:
-        self.user_ids += other.user_ids
-        self.arms += other.arms
-        for f in USER_FIELDS:
-            self.data[f] += other.data[f]
-
-    def __len__(self) -> int:
-        return len(self.user_ids)
-
-    def column(self, name: str) -> np.ndarray:
-        return np.asarray(self.data[name], dtype=float)
 
 
 Event = dict[str, Any]

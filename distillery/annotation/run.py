@@ -34,7 +34,7 @@ from distillery.annotation.shards import (
 )
 from distillery.config import Config
 from distillery.data.schema import LabelSet, Pair, get_label_set
-from distillery.data.splits import hide_labels, split_pairs
+from distillery.data.splits import Splits, hide_labels, split_pairs
 from distillery.teacher.prompt import clean_text, parse_error_code
 
 
@@ -72,12 +72,16 @@ def _stable_fraction(key: tuple[str, str], salt: str) -> float:
     return int.from_bytes(d[:8], "big") / 2**64
 
 
-def select_pairs(pairs: list[Pair], cfg: Config) -> list[Pair]:
+def select_pairs(pairs: list[Pair] | Splits, cfg: Config) -> list[Pair]:
     """The pairs to annotate (``annotate.split`` of the query split, capped by ``annotate.max_pairs``),
-    without labels, duplicates removed (first occurrence kept)."""
-    if cfg.annotate.split != "all":
-        splits = split_pairs(pairs, cfg.data)
-        pairs = splits.logs if cfg.annotate.split == "logs" else splits.train
+    without labels, duplicates removed (first occurrence kept).  ``pairs`` is split by query unless it is
+    already a split; for ``annotate.split=all`` give the pairs in load order (a split regroups them)."""
+    if isinstance(pairs, Splits) or cfg.annotate.split != "all":
+        splits = pairs if isinstance(pairs, Splits) else split_pairs(pairs, cfg.data)
+        if cfg.annotate.split == "all":
+            pairs = splits.train + splits.val + splits.test
+        else:
+            pairs = splits.logs if cfg.annotate.split == "logs" else splits.train
     seen: set[tuple[str, str]] = set()
     unique = [p for p in pairs if not (pair_key(p) in seen or seen.add(pair_key(p)))]  # type: ignore[func-returns-value]
     if cfg.annotate.max_pairs and len(unique) > cfg.annotate.max_pairs:

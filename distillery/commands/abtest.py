@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from distillery.commands._common import (
     add_common,
@@ -24,14 +23,6 @@ from distillery.commands._common import (
     check_student_dir,
     config_from_args,
 )
-from distillery.config import Config
-
-if TYPE_CHECKING:
-    from distillery.abtest.experiment import ExperimentResult
-    from distillery.abtest.rankers import Ranker
-    from distillery.abtest.simulator import QueryGroup
-
-REFERENCE_RANKERS = ("oracle", "random", "worst")
 
 
 def _weights(text: str) -> tuple[float, float]:
@@ -44,42 +35,9 @@ def _weights(text: str) -> tuple[float, float]:
     return a, b
 
 
-def _ranker(spec: str, queries: list[QueryGroup], batch_size: int) -> Ranker:
-    from distillery.abtest import rankers
-
-    named: dict[str, Ranker] = {"oracle": rankers.OracleRanker(), "random": rankers.RandomRanker(),
-                                "worst": rankers.WorstRanker()}
-    if spec in named:
-        return named[spec]
-    return rankers.model_ranker(spec, queries, batch_size)
-
-
-def _in_process(args: argparse.Namespace, cfg: Config, queries: list[QueryGroup],
-                weights: tuple[float, float]) -> tuple[ExperimentResult, Path]:
-    from distillery.abtest.arms import Router
-    from distillery.abtest.experiment import InProcessArm, in_process_server, run_experiment
-    from distillery.abtest.gate import Gate
-    from distillery.abtest.local import two_arm_split
-    from distillery.abtest.report import write_report
-    from distillery.abtest.simulator import SimConfig
-
-    ab = cfg.abtest
-    split = two_arm_split(weights, ab.request_timeout_s)
-    arms = {"champion": InProcessArm(_ranker(args.champion, queries, cfg.train.eval_batch_size)),
-            "challenger": InProcessArm(_ranker(args.challenger, queries, cfg.train.eval_batch_size),
-                                       added_delay_ms=args.added_delay_ms)}
-    sim = SimConfig(users_per_batch=ab.users_per_batch, sessions_per_user=ab.sessions_per_user, shown=ab.shown,
-                    seed=ab.seed)
-    result = run_experiment(queries, in_process_server(queries, Router(split), arms),
-                            Gate(ab, split.champion, split.weights), sim, args.users, progress=True)
-    ctx = {"champion": args.champion, "challenger": args.challenger, "data": args.data,
-           "users simulated": result.users, "looks (gate checks)": result.looks, "served": "in process (no Triton)"}
-    return result, write_report(args.out, result.decision, result.history, ab.primary_metric, "A/B experiment", ctx)
-
-
 def run_abtest_cmd(args: argparse.Namespace) -> int:
-    from distillery.abtest.simulator import build_queries
-    from distillery.data.spec import load
+    from distillery.stages.abtest import REFERENCE_RANKERS, abtest
+    from distillery.stages.data import Dataset
 
     weights = _weights(args.weights)
     check_at_least(args.users, 1, "--users")
@@ -90,23 +48,12 @@ def run_abtest_cmd(args: argparse.Namespace) -> int:
         if arm not in REFERENCE_RANKERS:
             check_student_dir(arm, flag)
     cfg = config_from_args(args, {"abtest": {"seed": args.seed}})
-    pairs, report = load(args.data, synthetic_noise=cfg.data.synthetic_noise)
-    queries = build_queries(pairs, args.data)
-    print(f"loaded {report.rows_read} pairs from {report.source}: {len(queries)} queries to search")
-    if args.in_process:
-        result, md = _in_process(args, cfg, queries, weights)
-    else:
-        from distillery.abtest.local import run_local
-
-        if {args.champion, args.challenger} & set(REFERENCE_RANKERS):
-            raise ValueError("oracle/random/worst exist only with --in-process; give model directories for Triton")
-        run = run_local(args.champion, args.challenger, queries, args.users, weights, args.out, cfg.abtest,
-                        context={"data": args.data})
-        result, md = run.result, run.report
-    d = result.decision
-    print(json.dumps({"decision": d.decision, "challenger": d.challenger, "users": d.users,
-                      "srm_p": round(d.srm_p, 6), "reasons": d.reasons}, indent=2))
-    print(f"report: {md}  decision: {Path(args.out) / 'decision.json'}")
+    data, report = Dataset.from_spec(args.data, cfg)
+    print(f"loaded {report.rows_read} pairs from {report.source}")
+    m = abtest(cfg, args.champion, args.challenger, data, args.out, users=args.users, split="all", weights=weights,
+               in_process=args.in_process, added_delay_ms=args.added_delay_ms, context={"data": args.data})
+    print(json.dumps({**m, "srm_p": round(m["srm_p"], 6)}, indent=2))
+    print(f"report: {Path(args.out) / 'report.md'}  decision: {Path(args.out) / 'decision.json'}")
     return 0
 
 

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 from distillery.commands._common import (
@@ -21,8 +20,8 @@ from distillery.commands._common import (
 
 
 def _run_shard(args: argparse.Namespace) -> int:
-    from distillery.annotation import annotate_shard, select_pairs
-    from distillery.data.spec import load
+    from distillery.stages.annotate import annotate_shard
+    from distillery.stages.data import Dataset
 
     for flag, value in (("--teacher", args.teacher), ("--data", args.data), ("--out", args.out)):
         if not value:
@@ -34,34 +33,29 @@ def _run_shard(args: argparse.Namespace) -> int:
     check_teacher(args.teacher)
     check_out_dir(args.out)
     cfg = config_from_args(args, {"annotate": {"batch_size": args.batch_size}})
-    pairs, report = load(args.data, synthetic_noise=cfg.data.synthetic_noise)
-    selected = select_pairs(pairs, cfg)
-    print(f"loaded {report.rows_read} pairs from {report.source}; {len(selected)} to annotate "
-          f"({cfg.annotate.split}); shard {args.shard} of {args.num_shards}", flush=True)
-    from distillery.teacher.inference import load_teacher
-
-    t0 = time.perf_counter()
-    teacher = load_teacher(args.teacher, cfg)
-    print(f"teacher {args.teacher} loaded in {time.perf_counter() - t0:.1f} s", flush=True)
-    r = annotate_shard(teacher, selected, args.shard, args.num_shards, args.out, cfg, data_name=args.data)
-    rate = r.written / r.seconds if r.seconds > 0 else 0.0
-    print(f"shard {r.shard}/{r.num_shards}: {r.total} pairs, {r.already_done} already done"
-          + (f" (half-written line {r.torn_line_redone} redone)" if r.torn_line_redone else "")
-          + f", {r.written} written in {r.seconds:.1f} s ({rate:.2f} pairs/s, "
-          f"{r.generated_tokens / max(r.seconds, 1e-9):.1f} generated tokens/s) → {r.path}")
+    data, report = Dataset.from_spec(args.data, cfg)
+    print(f"loaded {report.rows_read} pairs from {report.source} ({cfg.annotate.split} to annotate); "
+          f"shard {args.shard} of {args.num_shards}", flush=True)
+    m = annotate_shard(cfg, args.teacher, data, args.shard, args.num_shards, args.out)
+    rate = m["written"] / m["seconds"] if m["seconds"] > 0 else 0.0
+    print(f"teacher {args.teacher} loaded in {m['teacher_load_seconds']:.1f} s; {m['selected']} pairs selected")
+    print(f"shard {m['shard']}/{m['num_shards']}: {m['total']} pairs, {m['already_done']} already done"
+          + (f" (half-written line {m['torn_line_redone']} redone)" if m["torn_line_redone"] else "")
+          + f", {m['written']} written in {m['seconds']:.1f} s ({rate:.2f} pairs/s, "
+          f"{m['generated_tokens'] / max(m['seconds'], 1e-9):.1f} generated tokens/s) → {m['path']}")
     return 0
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from distillery.annotation import merge_shards
+    from distillery.stages.annotate import merge
 
     if not args.in_dir or not args.out:
         raise ValueError("annotate merge: --in and --out are required")
     if not Path(args.in_dir).is_dir():
         raise FileNotFoundError(f"--in {args.in_dir}: no such directory of shard files")
     check_out_file(args.out)
-    report = merge_shards(args.in_dir, args.out)
-    print(report.to_markdown())
+    merge(args.in_dir, args.out)
+    print(Path(args.out).with_suffix(".report.md").read_text(encoding="utf-8"))
     print(f"wrote {args.out}")
     return 0
 

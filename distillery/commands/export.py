@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from distillery.commands._common import (
     add_common,
@@ -22,63 +21,54 @@ from distillery.commands._common import (
 from distillery.config import Config
 
 
+def _profile(flag: str, text: str | None) -> list[int] | None:
+    """``--trt-batch``/``--trt-seq`` as MIN,OPT,MAX integers (range rules: ``export.trt_*``)."""
+    if text is None:
+        return None
+    try:
+        values = [int(x) for x in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 3:
+        raise ValueError(f"{flag} {text!r}: expected MIN,OPT,MAX integers, e.g. "
+                         f"{'1,8,64' if flag == '--trt-batch' else '8,64,128'}")
+    return values
+
+
 def export_config(args: argparse.Namespace) -> Config:
     """Defaults → profile → YAML → ``--set`` → this command's flags."""
     variants = args.variants.split(",") if args.variants else None
     return config_from_args(args, {"export": {
         "variants": variants, "serve_with": args.serve_with, "int8": args.int8, "bf16": args.bf16, "fuse": args.fuse,
         "max_batch": args.max_batch, "queue_delay_us": args.queue_delay_us, "instances": args.instances,
-        "threads": args.threads}})
-
-
-def parity_texts(args: argparse.Namespace, cfg: Config) -> tuple[list[str], list[str]]:
-    """The (query, item text) pairs of ``--data`` (or its held-out ``--split``) the gate runs on."""
-    from distillery.data.spec import load
-    from distillery.data.splits import split_pairs
-    from distillery.export.repository import _student_meta
-
-    pairs, _ = load(args.data, synthetic_noise=cfg.data.synthetic_noise)
-    if args.split != "all":
-        pairs = getattr(split_pairs(pairs, cfg.data), args.split)
-    if args.limit:
-        pairs = pairs[:args.limit]
-    fields = _student_meta(Path(args.model)).get("item_fields") if not args.model.startswith("s3://") else None
-    fields = fields or cfg.student.item_fields
-    return [p.query for p in pairs], [p.item_text(fields) for p in pairs]
+        "threads": args.threads, "trt_batch": _profile("--trt-batch", args.trt_batch),
+        "trt_seq": _profile("--trt-seq", args.trt_seq)}})
 
 
 def run_export_cmd(args: argparse.Namespace) -> int:
     from distillery.export.parity import ParityError
-    from distillery.export.repository import build_from_config
-    from distillery.export.tensorrt import TrtProfile
+    from distillery.stages.data import Dataset
+    from distillery.stages.export import export
 
     check_student_dir(args.model)
     check_at_least(args.version, 1, "--version")
     check_at_least(args.limit, 0, "--limit")
     check_out_dir(args.out)
-    try:
-        trt_profile = TrtProfile.parse(args.trt_batch, args.trt_seq)
-    except ValueError:
-        raise ValueError(f"--trt-batch {args.trt_batch!r} / --trt-seq {args.trt_seq!r}: expected MIN,OPT,MAX "
-                         "integers, e.g. 1,8,64") from None
     cfg = export_config(args)
-    ex = cfg.export
-    queries, items = parity_texts(args, cfg)
-    print(f"parity set: {len(queries)} pairs from {args.data} ({args.split})")
+    data, _ = Dataset.from_spec(args.data, cfg)
     try:
-        manifest = build_from_config(args.model, args.out, args.version, ex, queries=queries, items=items,
-                                     promote=not args.challenger, work_dir=args.work_dir,
-                                     trt_profile=trt_profile)
+        m = export(cfg, args.model, data, args.out, split=args.split, limit=args.limit, version=args.version,
+                   promote=not args.challenger, work_dir=args.work_dir)
     except ParityError as exc:
         print(f"distillery export: error: {exc}; nothing was written to {args.out}", file=sys.stderr)
         return 3
-    entry = manifest["versions"][str(args.version)]
-    for r in entry["parity"]:
+    print(f"parity set: {m['parity_pairs']} pairs from {args.data} ({args.split})")
+    for r in m["parity"]:
         print(f"  {r['name']:<16} max |Δlogit| {r['max_abs_diff']:.2e}  agreement {100 * r['agreement']:.2f}%  "
               f"{'PASS' if r['passed'] else 'FAIL'}")
-    for refusal in entry.get("refused") or []:
+    for refusal in m["refused"] or []:
         print(f"  refused {refusal['precision']} ({refusal['graph']}): {refusal['reason']}; serving fp32")
-    print(f"wrote version {args.version} ({entry['precision']}) to {args.out}; champion: v{manifest['champion']}"
+    print(f"wrote version {args.version} ({m['precision']}) to {args.out}; champion: v{m['champion']}"
           f"; report: export-report-v{args.version}.md")
     return 0
 
@@ -105,7 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queue-delay-us", type=int, help="export.queue_delay_us")
     p.add_argument("--instances", type=int, help="CPU instances per model (export.instances)")
     p.add_argument("--threads", type=int, help="onnxruntime threads per student instance (export.threads)")
-    p.add_argument("--trt-batch", default="1,8,64", help="TensorRT profile MIN,OPT,MAX batch")
-    p.add_argument("--trt-seq", default="8,64,128", help="TensorRT profile MIN,OPT,MAX sequence length")
+    p.add_argument("--trt-batch", help="TensorRT profile MIN,OPT,MAX batch (export.trt_batch, default 1,8,64)")
+    p.add_argument("--trt-seq", help="TensorRT profile MIN,OPT,MAX sequence length (export.trt_seq, default 8,64,128)")
     p.add_argument("--work-dir", help="keep the ONNX files here (default: a temporary directory)")
     p.set_defaults(handler=run_export_cmd)

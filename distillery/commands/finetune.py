@@ -18,42 +18,29 @@ from distillery.commands._common import (
 def run_finetune_cmd(args: argparse.Namespace) -> int:
     check_out_dir(args.out)
     cfg = config_from_args(args, {"train": {"seed": args.seed}})
-    from distillery.data.spec import load
     from distillery.evaluate import metrics_table
-    from distillery.student.finetune import run_finetune
+    from distillery.stages import finetune
+    from distillery.stages.data import Dataset
 
-    pairs, report = load(args.data, synthetic_noise=cfg.data.synthetic_noise)
+    data, report = Dataset.from_spec(args.data, cfg)
     print(f"loaded {report.rows_read} pairs from {report.source}"
           + (f" (skipped by rule: {report.skipped})" if report.skipped else ""))
     with cleaned_up_on_error(args.out, "model"):
-        summary = run_finetune(pairs, cfg, args.out, method=args.method, seed_only=args.seed_only,
-                               data_name=args.data)
+        summary = finetune.finetune(cfg, data, args.out, method=args.method, seed_only=args.seed_only)
     print(metrics_table(summary["test"], f"{args.method}: held-out test queries"))
     print(f"report: {Path(args.out) / 'report.md'}")
     return 0
 
 
 def run_evaluate_cmd(args: argparse.Namespace) -> int:
-    from distillery.data.schema import get_label_set, label_indices
-    from distillery.data.spec import load
-    from distillery.evaluate import compute_metrics, metrics_table, save_confusion_png, write_json
-    from distillery.student.predictor import Classifier
+    from distillery.evaluate import metrics_table
+    from distillery.stages.evaluate import evaluate_spec
 
     check_student_dir(args.model)
     check_out_file(args.out)
-    cfg = config_from_args(args)
-    clf = Classifier(args.model, batch_size=cfg.train.eval_batch_size)
-    label_set = get_label_set(clf.meta.label_set)
-    pairs, _ = load(args.data, synthetic_noise=cfg.data.synthetic_noise)
-    y = label_indices(pairs, label_set, args.data)
-    probs = clf.predict_proba(pairs, progress=True)
-    metrics = compute_metrics(y, probs.argmax(axis=1), label_set.classes, probs)
-    metrics.update(model=str(args.model), data=args.data)
-    write_json(metrics, args.out)
-    png = Path(args.out).with_suffix(".png")
-    save_confusion_png(metrics, png, f"{Path(args.model).name} on {args.data}")
+    metrics = evaluate_spec(config_from_args(args), args.model, args.data, args.out)
     print(metrics_table(metrics, f"{args.model} on {args.data}"))
-    print(f"wrote {args.out} and {png}")
+    print(f"wrote {args.out} and {Path(args.out).with_suffix('.png')}")
     return 0
 
 

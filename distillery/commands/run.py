@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from distillery.commands._common import add_common, check_at_least, check_out_dir, config_from_args
+from distillery.student import methods
 
 
 def run_cmd(args: argparse.Namespace) -> int:
@@ -96,7 +97,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--champion", help="the serving model (directory or s3:// URI) the new student must match")
     p.add_argument("--publish", help="copy the student, annotations, teacher, model repository and report here "
                                      "(a directory or s3://bucket/prefix; credentials from the environment)")
-    p.add_argument("--method", choices=("crsd", "hard", "soft", "human"), default="crsd",
+    p.add_argument("--method", choices=methods.PIPELINE_NAMES, default="crsd",
                    help="how the student learns: crsd (default), hard/soft teacher labels, or human seed labels only")
     p.add_argument("--shards", type=int, default=2, help="annotation shards (run side by side, 2 at a time)")
     p.add_argument("--serving-uri", help="where a student that beats the champion is deployed (the Triton model "

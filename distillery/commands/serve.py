@@ -19,6 +19,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def run_serve_cmd(args: argparse.Namespace) -> int:
     from distillery.serving.server import ServerError, TritonServer
     from distillery.serving.stubenv import StubEnvError, create_env
+    from distillery.stages.deploy import serve
 
     if args.setup_env:
         print(f"python-backend environment ready: {create_env(quiet=False)}")
@@ -41,20 +42,17 @@ def run_serve_cmd(args: argparse.Namespace) -> int:
     # process started in the background inherits SIGINT as ignored, and Python then never raises.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _interrupt)
-    server = TritonServer(args.repo, args.http_port, args.grpc_port, args.metrics_port,
-                          startup_timeout_s=args.startup_timeout)
+
+    def ready(server: TritonServer) -> None:
+        print(f"Triton ready — HTTP {server.http_url}  gRPC {server.grpc_url}  metrics {server.metrics_url}"
+              "  (Ctrl-C stops)", flush=True)
+
     try:
-        server.start()
+        return serve(args.repo, args.http_port, args.grpc_port, args.metrics_port,
+                     startup_timeout_s=args.startup_timeout, ready=ready)
     except (ServerError, StubEnvError) as exc:
         print(f"distillery serve: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:  # stopped while models were loading; start() already stopped Triton
-        return 130
-    print(f"Triton ready — HTTP {server.http_url}  gRPC {server.grpc_url}  metrics {server.metrics_url}"
-          "  (Ctrl-C stops)", flush=True)
-    code = server.wait()
-    server.stop()
-    return code
 
 
 def register(sub: argparse._SubParsersAction) -> None:

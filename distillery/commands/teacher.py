@@ -1,4 +1,4 @@
-"""``distillery teacher dapt|sft|reward|dpo|evaluate``: the teacher LLM's steps (thin adapters).
+"""``distillery teacher dapt|sft|reward|dpo|evaluate``: arguments for :mod:`distillery.stages.teacher`.
 
     distillery teacher dapt --data synthetic:300 --out /tmp/t/dapt --profile tiny
     distillery teacher sft --data synthetic:300 --base /tmp/t/dapt --out /tmp/t/sft --profile tiny
@@ -10,9 +10,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-from typing import Any
 
 from distillery.commands._common import (
     add_common,
@@ -25,75 +23,33 @@ from distillery.commands._common import (
 )
 
 
-def _report(out: Path, title: str, summary: dict[str, Any]) -> None:
-    """A readable ``report.md`` beside the step's outputs."""
-    rows = "\n".join(f"| {k} | {json.dumps(v) if isinstance(v, (dict, list)) else v} |" for k, v in summary.items()
-                     if k != "losses")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text(f"# {title}\n\n| field | value |\n|---|---|\n{rows}\n", encoding="utf-8")
-    print(f"{title}: report {out / 'report.md'}")
-
-
 def run_step(args: argparse.Namespace) -> int:
-    from distillery.data.spec import load
-    from distillery.teacher.trainers import seed_pairs
+    from distillery.stages import teacher
+    from distillery.stages.data import Dataset
 
     check_out_dir(args.out)
     if args.base:
         check_teacher(args.base, "--base")
-    if args.step == "dpo":
-        if not args.reward:
-            raise ValueError("teacher dpo: --reward (the reward model directory) is required")
-        check_reward_dir(args.reward)
+    reward = getattr(args, "reward", None)
+    if reward:
+        check_reward_dir(reward)
     cfg = config_from_args(args, {"teacher": {"seed": args.seed}})
-    pairs, _ = load(args.data, synthetic_noise=cfg.data.synthetic_noise)
-    out = Path(args.out)
-    if args.step == "dapt":
-        from distillery.teacher.dapt import run_dapt
-
-        summary = run_dapt(pairs, cfg, out, base=args.base)
-    else:
-        seed, _ = seed_pairs(pairs, cfg)
-        if args.step == "sft":
-            from distillery.teacher.sft import run_sft
-
-            summary = run_sft(seed, cfg, out, base=args.base)
-        elif not args.base:
-            raise ValueError(f"teacher {args.step}: --base (the SFT teacher directory) is required")
-        elif args.step == "reward":
-            from distillery.teacher.reward_step import run_reward
-
-            summary = run_reward(seed, cfg, out, base=args.base)
-        else:
-            if not args.reward:
-                raise ValueError("teacher dpo: --reward (the reward model directory) is required")
-            from distillery.teacher.dpo import run_dpo
-
-            summary = run_dpo(seed, cfg, out, base=args.base, reward_dir=args.reward)
-    _report(out, f"teacher {args.step}", summary)
+    data, _ = Dataset.from_spec(args.data, cfg)
+    teacher.train(args.step, cfg, data, args.out, base=args.base, reward_dir=reward)
+    print(f"teacher {args.step}: report {Path(args.out) / 'report.md'}")
     return 0
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from distillery.data.spec import load
-    from distillery.evaluate import write_json
-    from distillery.teacher.evaluation import evaluate_teacher
-    from distillery.teacher.inference import load_teacher
-    from distillery.teacher.reward import RewardScorer
+    from distillery.stages import teacher
 
     check_teacher(args.model, "--model")
     check_at_least(args.max_pairs, 0, "--max-pairs")
     if args.reward:
         check_reward_dir(args.reward)
     check_out_file(args.out)
-    cfg = config_from_args(args)
-    pairs, _ = load(args.data, synthetic_noise=cfg.data.synthetic_noise)
-    if args.max_pairs:
-        pairs = pairs[: args.max_pairs]
-    reward = RewardScorer.load(args.reward, list(cfg.teacher.reward_weights)) if args.reward else None
-    metrics = evaluate_teacher(load_teacher(args.model, cfg), pairs, reward)
-    metrics.update(model=str(args.model), data=args.data)
-    write_json(metrics, args.out)
+    metrics = teacher.evaluate_spec(config_from_args(args), args.model, args.data, args.out,
+                                    max_pairs=args.max_pairs, reward_dir=args.reward)
     print(f"macro-F1 {metrics['macro_f1']:.3f} (label_probs {metrics['macro_f1_label_probs']:.3f}), parse failures "
           f"{metrics['parse_failure_rate']:.1%}, {metrics['generated_tokens_per_s']} generated tokens/s")
     print(f"wrote {args.out}")

@@ -4,7 +4,8 @@
     build_repository("runs/ft/model", "/tmp/repo", version=1)                  # champion
     build_repository("runs/ft2/model", "/tmp/repo", version=2, promote=False)   # challenger beside it
 
-Layout (templates in ``serving/``)::
+Layout (templates: package data in ``distillery/serving/templates/``, see
+:func:`distillery.serving.resources.templates_dir`)::
 
     tokenizer/{config.pbtxt, N/model.py, N/student/{tokenizer.json, tokenizer_config.json, distillery.json}}
     student/{config.pbtxt, N/model.py, N/model.onnx, N/runtime.json}
@@ -33,17 +34,17 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 from typing import TYPE_CHECKING, Any
 
+from distillery.config import ExportConfig
 from distillery.export.report import write_export_report
 from distillery.export.tensorrt import TrtProfile
+from distillery.serving.resources import templates_dir
 from distillery.serving.runtime import RUNTIME_FILE, check_runtime
 
 if TYPE_CHECKING:
-    from distillery.config import ExportConfig
     from distillery.export.pipeline import GateBounds
 
 MANIFEST = "distillery-repository.json"
@@ -52,54 +53,9 @@ VARIANT_MODELS = {"python": "student", "onnxruntime": "student_onnx", "tensorrt"
 VARIANT_TEMPLATES = {"python": "student_python", "onnxruntime": "student_onnxruntime", "tensorrt": "student_tensorrt"}
 
 
-def templates_dir() -> Path:
-    """``serving/`` at the project root (beside the ``distillery`` package)."""
-    d = Path(__file__).resolve().parents[2] / "serving"
-    if not (d / "relevance" / "config.pbtxt").exists():
-        raise FileNotFoundError(f"{d}: Triton templates not found (run from a checkout of the project)")
-    return d
-
-
-@dataclass
-class RepositoryOptions:
-    """How the repository serves the student."""
-
-    variants: tuple[str, ...] = ("python",)
-    """Student variants written: ``python`` (onnxruntime in the python backend), ``onnxruntime``, ``tensorrt``."""
-    serve_with: str = "python"
-    """Which variant the ensembles call."""
-    max_batch: int = 64
-    """``max_batch_size`` of every model (the dynamic batcher's ceiling)."""
-    queue_delay_us: int = 500
-    """How long the dynamic batcher waits to fill a batch."""
-    cpu_instances: int = 1
-    """Instances of each CPU model (python backend: one stub process each)."""
-    gpu_instances: int = 1
-    """Instances of the TensorRT model per GPU."""
-    threads: int = 1
-    """onnxruntime intra-op threads per student instance (0: one per core)."""
-    pad_to: int = 0
-    """0: the tokenizer pads each request to its longest pair; N: every pair to N tokens."""
-    micro_batch: int = 8
-    """The python-backend student runs a batch as length-sorted groups of at most this many rows (0: one call)."""
-    direct: bool = True
-    """Also write ``relevance_direct`` where the ``python`` variant is written (it runs the student in python)."""
-    trt_profile: TrtProfile = field(default_factory=TrtProfile)
-
-    def __post_init__(self) -> None:
-        for v in self.variants:
-            if v not in VARIANT_MODELS:
-                raise ValueError(f"variants: {v!r} is not one of {sorted(VARIANT_MODELS)}")
-        if self.serve_with not in self.variants:
-            raise ValueError(f"serve_with={self.serve_with!r} must be one of the written variants {self.variants}")
-        if not 1 <= self.max_batch <= 4096:
-            raise ValueError(f"max_batch={self.max_batch}: expected 1..4096")
-        if self.queue_delay_us < 0 or self.cpu_instances < 1 or self.gpu_instances < 1 or self.threads < 0:
-            raise ValueError("queue_delay_us ≥ 0, cpu_instances ≥ 1, gpu_instances ≥ 1, threads ≥ 0")
-        if self.micro_batch < 0:
-            raise ValueError(f"micro_batch={self.micro_batch}: expected ≥ 0 (0: off)")
-        if "tensorrt" in self.variants and self.trt_profile.max_batch < self.max_batch:
-            raise ValueError(f"trt_profile.max_batch={self.trt_profile.max_batch} < max_batch={self.max_batch}")
+def trt_profile(ex: ExportConfig) -> TrtProfile:
+    """The TensorRT optimisation profile of ``export.trt_batch`` / ``export.trt_seq``."""
+    return TrtProfile(*ex.trt_batch, *ex.trt_seq)
 
 
 def render(template: Path, **values: Any) -> str:
@@ -110,16 +66,16 @@ def render(template: Path, **values: Any) -> str:
         raise ValueError(f"{template}: no value for ${{{exc.args[0]}}}") from None
 
 
-def _values(opts: RepositoryOptions, num_labels: int) -> dict[str, Any]:
-    p = opts.trt_profile
-    return dict(max_batch=opts.max_batch, queue_delay_us=opts.queue_delay_us, cpu_instances=opts.cpu_instances,
+def _values(opts: ExportConfig, num_labels: int) -> dict[str, Any]:
+    p = trt_profile(opts)
+    return dict(max_batch=opts.max_batch, queue_delay_us=opts.queue_delay_us, cpu_instances=opts.instances,
                 gpu_instances=opts.gpu_instances, threads=opts.threads, num_labels=num_labels, pad_to=opts.pad_to,
                 micro_batch=opts.micro_batch,
                 trt_max_batch=min(opts.max_batch, p.max_batch), trt_opt_batch=p.opt_batch,
                 trt_batch=f"{p.min_batch}/{p.opt_batch}/{p.max_batch}", trt_seq=f"{p.min_seq}/{p.opt_seq}/{p.max_seq}")
 
 
-def _write_ensemble(repo: Path, name: str, version: int, opts: RepositoryOptions, num_labels: int) -> None:
+def _write_ensemble(repo: Path, name: str, version: int, opts: ExportConfig, num_labels: int) -> None:
     d = repo / name
     (d / "1").mkdir(parents=True, exist_ok=True)
     text = render(templates_dir() / "relevance" / "config.pbtxt", name=name, version=version,
@@ -137,7 +93,7 @@ def _write_python_model(d: Path, template: Path, version: int, vals: dict[str, A
             shutil.copy2(student_dir / f, d / str(version) / "student" / f)
 
 
-def _write_version(repo: Path, student_dir: Path, onnx: Path, version: int, opts: RepositoryOptions,
+def _write_version(repo: Path, student_dir: Path, onnx: Path, version: int, opts: ExportConfig,
                    num_labels: int, runtime: dict[str, Any]) -> None:
     tpl = templates_dir()
     vals = _values(opts, num_labels)
@@ -179,16 +135,17 @@ def _student_meta(student_dir: Path) -> dict[str, Any]:
 
 
 def write_version(student_dir: str | Path, repo: str | Path, version: int, onnx: str | Path,
-                  options: RepositoryOptions | None = None, promote: bool = True,
+                  options: ExportConfig | None = None, promote: bool = True,
                   info: dict[str, Any] | None = None, runtime: dict[str, Any] | None = None) -> dict[str, Any]:
     """Add (or replace) version ``version`` of a local repository from an exported graph.
 
+    ``options`` (default ``ExportConfig()``) says how the repository serves it: variants, batching, instances.
     ``runtime`` names the engine of the python-backend models (default onnxruntime, the graph's own precision).
 
     Returns the updated manifest.  The new version gets its ensemble ``relevance_v<version>``;
     ``relevance`` points at it when ``promote`` is set or no champion exists yet.
     """
-    opts = options or RepositoryOptions()
+    opts = options or ExportConfig()
     student, out = Path(student_dir), Path(repo)
     if version < 1:
         raise ValueError(f"version={version}: Triton versions start at 1")
@@ -216,23 +173,25 @@ def write_version(student_dir: str | Path, repo: str | Path, version: int, onnx:
     return manifest
 
 
-def build_repository(student_dir: str | Path, out_repo: str | Path, version: int = 1, *,
-                     queries: list[str] | None = None, items: list[str] | None = None, int8: bool = False,
-                     bf16: bool = False,
-                     fuse: bool = True, promote: bool = True, options: RepositoryOptions | None = None,
-                     work_dir: str | Path | None = None, tolerance: float | None = None,
-                     min_agreement: float | None = None, bounds: GateBounds | None = None,
-                     require_precision: bool = False) -> dict[str, Any]:
+def build_repository(student_dir: str | Path, out_repo: str | Path, version: int = 1,
+                     export: ExportConfig | None = None, *, queries: list[str] | None = None,
+                     items: list[str] | None = None, promote: bool = True, work_dir: str | Path | None = None,
+                     bounds: GateBounds | None = None) -> dict[str, Any]:
     """Export a saved student and write it as version ``version`` of a Triton repository.
 
+    ``export`` (``cfg.export``; default ``ExportConfig()``) holds every export setting: precision (``int8``,
+    ``bf16``, ``fuse``), the parity bounds, ``require_precision`` and how the repository serves the student.
     ``student_dir`` and ``out_repo`` may be local paths or ``s3://`` URIs (through ``distillery.storage``;
     an existing S3 repository is fetched, extended and uploaded again).  With ``queries``/``items`` the
     parity gate runs on them and its figures go into the manifest; without, a few built-in pairs only
-    check that the graph runs and matches.  ``bounds`` (:meth:`GateBounds.from_config` of ``export.*``; default
-    the ``export.*`` defaults with ``tolerance``/``min_agreement`` for fp32) gate each precision; an int8 or
-    bf16 graph that misses them is refused and the version serves fp32 (``require_precision``: the export
-    fails instead).  Returns the repository manifest.
+    check that the graph runs and matches.  ``bounds`` (default :meth:`GateBounds.from_config` of ``export``)
+    gate each precision; an int8 or bf16 graph that misses them is refused and the version serves fp32
+    (``export.require_precision``: the export fails instead).  Returns the repository manifest.
     """
+    from distillery.export.pipeline import GateBounds
+
+    ex = export or ExportConfig()
+    bounds = bounds or GateBounds.from_config(ex)
     from distillery import storage
     from distillery.export.pipeline import export_student
 
@@ -248,29 +207,14 @@ def build_repository(student_dir: str | Path, out_repo: str | Path, version: int
         q = queries if queries else ["usb c cable", "running shoes women"]
         it = items if items else ["USB-C to USB-C cable 2m | Anker", "Trail running shoe for women | Salomon | blue"]
         onnx_dir = Path(work_dir) if work_dir else Path(tmp) / "onnx"
-        result = export_student(student, onnx_dir, q, it, int8=int8, fuse=fuse, tolerance=tolerance,
-                                min_agreement=min_agreement, bf16=bf16, bounds=bounds,
-                                require_precision=require_precision)
+        result = export_student(student, onnx_dir, q, it, int8=ex.int8, fuse=ex.fuse, bf16=ex.bf16, bounds=bounds,
+                                require_precision=ex.require_precision)
         info = {"precision": result.served_precision, "requested_precision": result.requested,
                 "refused": result.refused, "hardware": result.hardware,
                 "parity": [r.to_dict() for r in result.reports], "student_dir": str(student_dir)}
-        manifest = write_version(student, local, version, result.served, options, promote, info=info,
+        manifest = write_version(student, local, version, result.served, ex, promote, info=info,
                                  runtime=result.runtime)
         if storage.is_s3(out_repo):
             storage.copy_tree(local, str(out_repo))
     return manifest
 
-
-def build_from_config(student_dir: str | Path, out_repo: str | Path, version: int, ex: ExportConfig, *,
-                      queries: list[str] | None = None, items: list[str] | None = None, promote: bool = True,
-                      work_dir: str | Path | None = None, trt_profile: TrtProfile | None = None) -> dict[str, Any]:
-    """:func:`build_repository` with every ``export.*`` setting applied: the one mapping of the export settings
-    group onto the repository, shared by ``distillery export``, the pipeline's export step and the operator."""
-    from distillery.export.pipeline import GateBounds
-
-    opts = RepositoryOptions(variants=tuple(ex.variants), serve_with=ex.serve_with, max_batch=ex.max_batch,
-                             queue_delay_us=ex.queue_delay_us, cpu_instances=ex.instances, threads=ex.threads,
-                             micro_batch=ex.micro_batch, direct=ex.direct, trt_profile=trt_profile or TrtProfile())
-    return build_repository(student_dir, out_repo, version, queries=queries, items=items, int8=ex.int8, bf16=ex.bf16,
-                            fuse=ex.fuse, promote=promote, options=opts, work_dir=work_dir,
-                            bounds=GateBounds.from_config(ex), require_precision=ex.require_precision)

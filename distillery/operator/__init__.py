@@ -5,5 +5,7 @@ validation (:mod:`.spec`), rendering of what the operator writes (:mod:`.render`
 conditions (:mod:`.status`), and the traffic-stepping state machine (:mod:`.rollout`).
 ``handlers.py`` is the thin kopf adapter, started with
 
-    kopf run --standalone --namespace=relevance-distillery -m distillery.operator.handlers
+    kopf run --standalone --namespace=relevance-distillery -m pipelines.operator
+
+(``pipelines/operator.py`` imports the handlers and injects the KFP backend of ``pipelines/kfp_backend.py``.)
 """

@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from distillery.abtest.gate import ArmOps, Gate
-from distillery.abtest.simulator import USER_FIELDS, UserTable
+from distillery.abtest.metrics import USER_FIELDS, UserTable
 from distillery.config import ABTestConfig
-from distillery.operator.spec import GateSpec
 
 
 class MetricsSourceError(RuntimeError):
@@ -49,12 +48,6 @@ class Analysis:
         if self.p_value is not None:
             out["pValue"] = self.p_value
         return out
-
-
-def gate_config(g: GateSpec) -> ABTestConfig:
-    return ABTestConfig(alpha=g.alpha, primary_metric=g.primary_metric, guardrail_metrics=list(g.guardrail_metrics),
-                        min_users_per_arm=g.min_users, max_latency_ratio=g.max_latency_ratio,
-                        max_error_rate=g.max_error_rate)
 
 
 def fold_events(events: Iterable[dict[str, Any]], since: float = 0.0) -> tuple[UserTable, dict[str, ArmOps]]:
@@ -118,8 +111,9 @@ def read_events(uri: str) -> Iterator[dict[str, Any]]:
                     raise MetricsSourceError(f"{f}:{n}: not JSON ({exc.msg})") from exc
 
 
-def analyse(gate: GateSpec, uri: str, weights: dict[str, int], since: str) -> Analysis:
-    """Run the gate on the users that arrived since ``since`` (ISO time) under ``weights``."""
+def analyse(gate: ABTestConfig, uri: str, weights: dict[str, int], since: str) -> Analysis:
+    """Run the gate (``spec.gate`` as parsed: the one gate definition) on the users that arrived since
+    ``since`` (ISO time) under ``weights``."""
     start = datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp()
     table, ops = fold_events(read_events(uri), start)
     if not all(a in {"champion", "challenger"} for a in table.arms):
@@ -127,7 +121,7 @@ def analyse(gate: GateSpec, uri: str, weights: dict[str, int], since: str) -> An
         raise MetricsSourceError(f"{uri}: events for unknown arms {unknown}")
     if len(table) == 0:
         return Analysis("continue", "no users since the step started", {"champion": 0, "challenger": 0})
-    verdict = Gate(gate_config(gate), "champion", {k: float(v) for k, v in weights.items()}).check(table, ops)
+    verdict = Gate(gate, "champion", {k: float(v) for k, v in weights.items()}).check(table, ops)
     test = verdict.tests.get("challenger", {}).get(gate.primary_metric, {})
     return Analysis(
         decision=verdict.decision,

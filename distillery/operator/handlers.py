@@ -1,7 +1,9 @@
 """kopf handlers: thin adapters from Kubernetes events to the pure logic of this package.
 
-    kopf run --standalone --namespace=relevance-distillery -m distillery.operator.handlers
+    kopf run --standalone --namespace=relevance-distillery -m pipelines.operator
 
+``pipelines/operator.py`` is kopf's entry module: it imports these handlers and injects the KFP pipeline
+backend (:func:`use_backend`), so this package never imports ``pipelines/`` (which imports it).
 A bad spec → ``kopf.PermanentError`` (and ``status.phase: Invalid`` naming the field); a dependency
 that is not ready (KFP unreachable, no metrics yet) → ``kopf.TemporaryError`` with a delay.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,11 +50,22 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+BackendFactory = Callable[[OperatorSettings], PipelineBackend]
+_backend_factory: list[BackendFactory] = []
+
+
+def use_backend(factory: BackendFactory) -> None:
+    """Inject the pipeline backend, before kopf starts: ``factory(SETTINGS)`` is built on the first submission."""
+    _backend_factory[:] = [factory]
+    backend.cache_clear()
+
+
 @functools.cache
 def backend() -> PipelineBackend:
-    from pipelines.kfp_backend import KfpBackend  # kfp stays in pipelines/ (see the layering)
-
-    return KfpBackend(SETTINGS)
+    if not _backend_factory:
+        raise RuntimeError("no pipeline backend was injected: start the operator with "
+                           "`kopf run -m pipelines.operator` (it calls distillery.operator.handlers.use_backend)")
+    return _backend_factory[0](SETTINGS)
 
 
 @functools.cache

@@ -1,7 +1,7 @@
 """A finished run's final metrics, read from the report the pipeline publishes under ``spec.output.uri``.
 
 The end-to-end pipeline's publish step copies the report bundle to ``<output>/report/`` (see
-``distillery.pipeline.steps.publish``); its ``metrics.json`` holds each stage's metrics under
+``distillery.stages._io.publish``); its ``metrics.json`` holds each stage's metrics under
 ``stages``. The status gets them flattened to numbers (``student.macro_f1``, …), plus ``macro_f1``
 of the student for the printer column.
 """

@@ -101,7 +101,7 @@ def step(spec: RelevanceExperimentSpec, state: RolloutState, decision: str, reas
         promoted = replace(looked, phase="Promoted", champion=ch)
         return Transition(promoted, "promote", ("Normal", "Promoted",
                           f"{ch.model} v{ch.version} is the champion now ({reason})"))
-    limit = spec.gate.max_analyses_per_step
+    limit = spec.max_analyses_per_step
     if limit and looked.step_analyses >= limit:
         return _rollback(looked, f"no decision after {limit} analyses at {spec.steps[state.step]}% ({reason})")
     return Transition(looked, "continue", ("Normal", "Analysed", reason))

@@ -4,7 +4,9 @@ The API server validates a CR against the CRD's ``openAPIV3Schema`` and applies 
 operator validates again here because (a) some rules cannot be said in a schema (strictly increasing
 traffic steps, a challenger that differs from the champion) and (b) a CR may have been stored before
 the CRD got stricter. Defaults and bounds are the CRD's (``manifests/base/crds/``); a test checks that
-both agree. Every failure is a :class:`SpecError` naming the field, e.g. ``spec.annotation.shards``.
+both agree. ``spec.gate`` maps onto the gate's one definition, :class:`distillery.config.ABTestConfig`
+(:data:`GATE_FIELDS`), whose defaults and range checks are the ones used. Every failure is a
+:class:`SpecError` naming the field, e.g. ``spec.annotation.shards``.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from distillery.config import ABTEST_METRICS, ABTestConfig, ConfigError
+
 GROUP = "distillery.relevance.dev"
 VERSION = "v1alpha1"
 PROFILES = ("tiny", "demo", "full")
-METRICS = ("ctr", "cvr", "gtv", "ndcg")
 DATA_SOURCE = re.compile(
     r"^(s3://[a-z0-9][a-z0-9.-]{1,62}/.*|(esci|jsonl|csv|parquet):.+|synthetic:[0-9]+(,seed=[0-9]+)?)$"
 )
@@ -168,17 +171,26 @@ class Arm:
     version: int
 
 
-@dataclass(frozen=True)
-class GateSpec:
-    """The promotion gate's settings; :func:`distillery.operator.analysis.gate_config` maps them."""
-
-    primary_metric: str = "ctr"
-    alpha: float = 0.05
-    min_users: int = 1000
-    guardrail_metrics: tuple[str, ...] = ("gtv",)
-    max_latency_ratio: float = 1.5
-    max_error_rate: float = 0.01
-    max_analyses_per_step: int = 0
+GATE_FIELDS: dict[str, str] = {
+    "primaryMetric": "primary_metric",
+    "alpha": "alpha",
+    "minUsers": "min_users_per_arm",
+    "guardrailMetrics": "guardrail_metrics",
+    "maxLatencyRatio": "max_latency_ratio",
+    "maxErrorRate": "max_error_rate",
+}
+"""``spec.gate.<key>`` of a ``RelevanceExperiment`` → the field of :class:`distillery.config.ABTestConfig` it
+sets: the gate has one definition (``abtest.*``), the same for ``distillery abtest``, the pipeline and the
+operator.  Defaults and ranges are ABTestConfig's own; a field the CRD does not expose keeps its default."""
+NOT_IN_CRD: dict[str, str] = {
+    **dict.fromkeys(("tau_rel", "srm_alpha", "latency_quantile", "latency_alpha", "min_requests"),
+                    "gate tuning the v1alpha1 CRD does not expose: the operator runs the gate with its defaults"),
+    **dict.fromkeys(("users_per_batch", "sessions_per_user", "shown", "concurrency", "request_timeout_s", "seed"),
+                    "simulated traffic only: live users come from the splitter's log"),
+}
+"""The ABTestConfig fields a CR cannot set, and why (a test checks that every field is mapped or listed here)."""
+ROLLOUT_GATE_FIELDS = ("maxAnalysesPerStep",)
+"""``spec.gate`` keys that steer the rollout rather than the gate (see :mod:`distillery.operator.rollout`)."""
 
 
 @dataclass(frozen=True)
@@ -187,7 +199,10 @@ class RelevanceExperimentSpec:
     challenger: Arm
     metrics_uri: str
     steps: tuple[int, ...] = (10, 50, 100)
-    gate: GateSpec = GateSpec()
+    gate: ABTestConfig = field(default_factory=ABTestConfig)
+    """The promotion gate's settings (``spec.gate``, mapped through :data:`GATE_FIELDS`)."""
+    max_analyses_per_step: int = 0
+    """``spec.gate.maxAnalysesPerStep``: analyses at one step without a decision before rolling back (0: no limit)."""
     interval_s: int = 300
     config_map: str = "distillery-splitter"
 
@@ -209,23 +224,40 @@ def _steps(r: _Reader) -> tuple[int, ...]:
     return steps
 
 
-def _gate(r: _Reader) -> GateSpec:
+def _gate(r: _Reader) -> tuple[ABTestConfig, int]:
+    """``spec.gate`` as the gate's :class:`ABTestConfig` (through :data:`GATE_FIELDS`) and the rollout's
+    ``maxAnalysesPerStep``; types are checked here, ranges by ABTestConfig, each error naming the CR's field."""
     g = r.sub("gate")
-    rails = g._raw("guardrailMetrics", ["gtv"], False)
-    if not isinstance(rails, list) or len(rails) > 4:
-        raise SpecError("spec.gate.guardrailMetrics", "must be a list of at most 4 metrics")
-    for i, m in enumerate(rails):
-        if m not in METRICS:
-            raise SpecError(f"spec.gate.guardrailMetrics[{i}]", f"{m!r} is not one of {', '.join(METRICS)}")
-    return GateSpec(
-        primary_metric=g.text("primaryMetric", "ctr", choices=METRICS),
-        alpha=g.number("alpha", 0.05, 0.0, 0.5, lo_open=True),
-        min_users=g.integer("minUsers", 1000, 2),
-        guardrail_metrics=tuple(rails),
-        max_latency_ratio=g.number("maxLatencyRatio", 1.5, 1.0, 1000.0),
-        max_error_rate=g.number("maxErrorRate", 0.01, 0.0, 1.0),
-        max_analyses_per_step=g.integer("maxAnalysesPerStep", 0, 0),
-    )
+    known = (*GATE_FIELDS, *ROLLOUT_GATE_FIELDS)
+    for key in g.data:
+        if key not in known:
+            raise SpecError(f"{g.path}.{key}", f"unknown field (known: {', '.join(known)})")
+    defaults = ABTestConfig()
+    values = {name: _gate_value(g, key, getattr(defaults, name)) for key, name in GATE_FIELDS.items()}
+    try:
+        gate = ABTestConfig(**values)
+    except ConfigError as exc:  # "abtest.<field>=<value>: <why>" → the CR's field
+        name, _, why = str(exc).partition("=")
+        key = {f"abtest.{v}": k for k, v in GATE_FIELDS.items()}.get(name)
+        raise SpecError(f"{g.path}.{key}" if key else g.path, why if key else str(exc)) from None
+    return gate, g.integer("maxAnalysesPerStep", 0, 0)
+
+
+def _gate_value(g: _Reader, key: str, default: Any) -> Any:
+    """``spec.gate.<key>`` checked against the type of its ABTestConfig default."""
+    if isinstance(default, str):
+        return g.text(key, default)
+    if isinstance(default, list):
+        rails = g._raw(key, list(default), False)
+        if not isinstance(rails, list) or len(rails) > 4:
+            raise SpecError(f"{g.path}.{key}", "must be a list of at most 4 metrics")
+        for i, m in enumerate(rails):
+            if m not in ABTEST_METRICS:
+                raise SpecError(f"{g.path}.{key}[{i}]", f"{m!r} is not one of {', '.join(ABTEST_METRICS)}")
+        return list(rails)
+    if isinstance(default, int):
+        return g.integer(key, default, -(2**63))
+    return g.number(key, default, -math.inf, math.inf)
 
 
 def parse_relevance_experiment(spec: Mapping[str, Any] | None, resource: str | None = None
@@ -243,12 +275,16 @@ def _parse_relevance_experiment(spec: Mapping[str, Any] | None) -> RelevanceExpe
     champion, challenger = _arm(r, "champion"), _arm(r, "challenger")
     if challenger == champion:
         raise SpecError("spec.challenger", f"is the champion itself ({champion.model} v{champion.version})")
+    metrics_uri = r.sub("metricsSource", required=True).text("uri", required=True, pattern=METRICS_URI)
+    steps = _steps(r)
+    gate, max_analyses = _gate(r)
     return RelevanceExperimentSpec(
         champion=champion,
         challenger=challenger,
-        metrics_uri=r.sub("metricsSource", required=True).text("uri", required=True, pattern=METRICS_URI),
-        steps=_steps(r),
-        gate=_gate(r),
+        metrics_uri=metrics_uri,
+        steps=steps,
+        gate=gate,
+        max_analyses_per_step=max_analyses,
         interval_s=r.integer("analysisIntervalSeconds", 300, 1, 86400),
         config_map=r.sub("splitter").text("configMap", "distillery-splitter", pattern=DNS_NAME),
     )

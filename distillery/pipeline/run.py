@@ -29,7 +29,7 @@ def pipeline_arguments(cfg: Config, data: str, *, champion: str | None = None, p
                        shards: int = 2, method: str = "crsd", ab_users: int = 2000, serving_uri: str = "",
                        teacher_eval_pairs: int = 200) -> dict[str, Any]:
     """The end-to-end pipeline's parameters for one local run (the names its compiled YAML declares)."""
-    from distillery.pipeline.steps import config_to_json
+    from distillery.stages._io import config_to_json
 
     return {"data_spec": data, "config_json": config_to_json(cfg), "shards": shards, "distill_method": method,
             "champion": champion or "", "serving_uri": serving_uri, "ab_users": ab_users, "output_uri": publish or "",

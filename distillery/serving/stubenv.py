@@ -3,8 +3,9 @@
 The stub bundled with ``nvidia-pytriton`` (0.5.7 and 0.7.0 alike) was compiled against NumPy 1's C
 ABI: under the project's NumPy 2 every tensor it hands to Python is garbled (int64 ``[1, 2, 3]``
 arrives as ``[1, 1, 1]``, a BYTES tensor fails to deserialise).  The stub therefore runs in a small
-venv of its own with NumPy 1.26, onnxruntime, OpenVINO and tokenizers; a ``.pth`` file puts this checkout on its
-path so ``model.py`` can import ``distillery.serving``.  The stub finds that venv as the first
+venv of its own with NumPy 1.26, onnxruntime, OpenVINO and tokenizers; a ``.pth`` file puts the directory that
+holds the ``distillery`` package (the checkout, or ``site-packages`` of a regular install) on its path so
+``model.py`` can import ``distillery.serving``.  The stub finds that venv as the first
 ``python3`` on ``PATH`` and needs the interpreter's own ``libpython`` first on ``LD_LIBRARY_PATH``.
 
     distillery serve --setup-env            # once, needs PyPI (part of `make install`)
@@ -18,18 +19,18 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from distillery.serving.resources import package_root
+
 STUB_REQUIREMENTS = ("numpy==1.26.4", "onnxruntime==1.32.0", "openvino==2026.4.1", "tokenizers==0.23.3")
 ENV_VAR = "DISTILLERY_TRITON_ENV"
 PURELIB = "import sysconfig; print(sysconfig.get_path('purelib'))"
 PROBE = "import numpy, onnxruntime, openvino, tokenizers, distillery.serving.scorer; print(numpy.__version__)"
+# The name predates regular installs; kept so that create_env repairs an existing env in place.
+PACKAGE_PTH = "distillery-checkout.pth"
 
 
 class StubEnvError(RuntimeError):
     """The stub environment is missing or unusable; the message says how to make it."""
-
-
-def project_root() -> Path:
-    return Path(__file__).resolve().parents[2]
 
 
 def default_env_dir() -> Path:
@@ -59,17 +60,27 @@ def check_env(env_dir: Path) -> str:
 
 
 def create_env(env_dir: Path | None = None, quiet: bool = True) -> Path:
-    """Create (or repair) the stub venv: pinned packages from PyPI plus a ``.pth`` to this checkout."""
+    """Create (or repair) the stub venv: pinned packages from PyPI plus a ``.pth`` to this package."""
     env_dir = env_dir or default_env_dir()
     if not (env_dir / "bin" / "python3").exists():
         subprocess.run([base_python(), "-m", "venv", str(env_dir)], check=True)
     pip = [str(env_dir / "bin" / "python3"), "-m", "pip", "install", *(["-q"] if quiet else [])]
     subprocess.run([*pip, *STUB_REQUIREMENTS], check=True)
-    site = subprocess.run([str(env_dir / "bin" / "python3"), "-c", PURELIB],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    (Path(site) / "distillery-checkout.pth").write_text(str(project_root()) + "\n", encoding="utf-8")
+    link_package(env_dir)
     check_env(env_dir)
     return env_dir
+
+
+def link_package(env_dir: Path) -> Path:
+    """Put the directory holding the running ``distillery`` package on ``env_dir``'s path; returns the ``.pth``.
+
+    The stub then imports the very package that wrote the repository, whether installed or checked out.
+    """
+    site = subprocess.run([str(env_dir / "bin" / "python3"), "-c", PURELIB],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    pth = Path(site) / PACKAGE_PTH
+    pth.write_text(str(package_root()) + "\n", encoding="utf-8")
+    return pth
 
 
 def stub_environ(env_dir: Path, base: dict[str, str] | None = None) -> dict[str, str]:

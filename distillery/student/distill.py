@@ -1,6 +1,6 @@
 """Distil teacher annotations into the student: CRSD and the baselines, at one budget, with a report.
 
-Methods (the table of issue 4):
+Methods (the table of issue 4; their registry is :mod:`distillery.student.methods`):
 
 - ``human``: fine-tune on the human seed labels only — baseline (a);
 - ``hard``: CE to the teacher's labels of the log pairs — (b);
@@ -30,13 +30,12 @@ from distillery.config import Config, save_config
 from distillery.data.schema import DataError, LabelSet, Pair, label_indices
 from distillery.data.splits import Splits
 from distillery.evaluate import compute_metrics, metrics_table, save_curves_png, write_json
-from distillery.student.crsd import crsd_loss_fn, label_loss_fn
+from distillery.student import methods
 from distillery.student.finetune import evaluate_pairs, prepare_run
 from distillery.student.model import StudentMeta, build_student
 from distillery.student.predictor import Classifier
 from distillery.student.trainer import Example, class_weights, fit
 
-METHODS = ("human", "hard", "soft", "crsd", "human-all")
 Annotations = dict[tuple[str, str], dict[str, Any]]
 
 
@@ -60,8 +59,9 @@ def build_examples(splits: Splits, annotations: Annotations, method: str, label_
     """Training examples of a method and counts of what was used and left out."""
     fields = cfg.student.item_fields
     counts = {"seed": 0, "logs": 0, "logs_unannotated": 0, "logs_unusable": 0}
-    if method in ("human", "human-all"):
-        train = splits.seed if method == "human" else splits.train
+    spec = methods.get(method)
+    if spec.human_split is not None:
+        train = splits.seed if spec.human_split == "seed" else splits.train
         ys = label_indices(train, label_set, "train")
         counts["seed"] = len(splits.seed)
         counts["logs"] = len(train) - len(splits.seed)
@@ -86,7 +86,7 @@ def build_examples(splits: Splits, annotations: Annotations, method: str, label_
             continue
         out.append(ex)
         counts["logs"] += 1
-    if (method == "soft" or (method == "crsd" and cfg.distill.labels == "soft")) and any(
+    if spec.soft_labels(cfg) and any(
             e.soft is None and e.extra.get("source") == "teacher" for e in out):
         raise DataError(f"--method {method} with soft labels: the annotations' label_probs do not match the "
                         f"{label_set.name} label set {list(label_set.classes)} (set data.label_set to the teacher's)")
@@ -124,9 +124,7 @@ def teacher_accuracy(splits: Splits, annotations: Annotations, label_set: LabelS
 def _loss(method: str, examples: list[Example], tokenizer: Any, label_set: LabelSet, cfg: Config) -> Any:
     weights = (class_weights([e.target for e in examples], label_set.num_classes)
                if cfg.train.class_weighting == "balanced" else None)
-    if method == "crsd":
-        return crsd_loss_fn(tokenizer, cfg.student, cfg.distill, weights)
-    return label_loss_fn(method == "soft", weights)
+    return methods.get(method).loss(tokenizer, cfg, weights)
 
 
 def save_student(model: Any, tokenizer: Any, model_dir: Path, meta: StudentMeta) -> None:
@@ -136,10 +134,13 @@ def save_student(model: Any, tokenizer: Any, model_dir: Path, meta: StudentMeta)
     meta.save(model_dir)
 
 
-def run_distill(pairs: list[Pair], annotations: Annotations, cfg: Config, out_dir: str | Path, *,
-                method: str = "crsd", data_name: str = "", variant: str = "") -> dict[str, Any]:
-    """Train the student with ``method``, evaluate on validation and test queries, write a report."""
-    out, model_dir, label_set, splits = prepare_run(pairs, cfg, out_dir, method, METHODS, "distill")
+def run_distill(pairs: list[Pair] | Splits, annotations: Annotations, cfg: Config, out_dir: str | Path, *,
+                method: str = "crsd", data_name: str = "", variant: str = "", model_dir: str | Path | None = None
+                ) -> dict[str, Any]:
+    """Train the student with ``method`` on ``pairs`` (split by query unless already a split), evaluate on
+    validation and test queries, write a report; the model goes to ``model_dir`` (default ``out_dir/model``)."""
+    out, model_dir, label_set, splits = prepare_run(pairs, cfg, out_dir, method, methods.NAMES, "distill",
+                                                    model_dir)
     examples, counts = build_examples(splits, annotations, method, label_set, cfg)
     t0 = time.perf_counter()
     tokenizer, model = build_student(cfg.student, label_set, seed=cfg.train.seed)

@@ -52,24 +52,29 @@ def split_manifest(splits: Splits) -> dict[str, list[str]]:
     return {name: sorted({p.query_id for p in getattr(splits, name)}) for name in ("seed", "logs", "val", "test")}
 
 
-def prepare_run(pairs: list[Pair], cfg: Config, out_dir: str | Path, method: str, methods: tuple[str, ...],
-                command: str) -> tuple[Path, Path, LabelSet, Splits]:
-    """What every training command does first: check the method, make ``OUT/model``, split by query."""
+def prepare_run(pairs: list[Pair] | Splits, cfg: Config, out_dir: str | Path, method: str,
+                methods: tuple[str, ...], command: str, model_dir: str | Path | None = None
+                ) -> tuple[Path, Path, LabelSet, Splits]:
+    """What every training command does first: check the method, make the model directory (``OUT/model`` by
+    default), split by query (unless ``pairs`` is already a split: a prepared dataset is never split again)."""
     if method not in methods:
         raise ValueError(f"--method {method!r}: must be one of {', '.join(methods)}")
     out = Path(out_dir)
-    model_dir = out / "model"
-    model_dir.mkdir(parents=True, exist_ok=True)
-    splits = split_pairs(pairs, cfg.data)
+    model_path = Path(model_dir) if model_dir is not None else out / "model"
+    model_path.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    splits = pairs if isinstance(pairs, Splits) else split_pairs(pairs, cfg.data)
     if not splits.val:
         raise ValueError(f"{command} needs validation queries: set data.val_fraction above 0")
-    return out, model_dir, get_label_set(cfg.data.label_set), splits
+    return out, model_path, get_label_set(cfg.data.label_set), splits
 
 
-def run_finetune(pairs: list[Pair], cfg: Config, out_dir: str | Path, *, method: str = "bert",
-                 seed_only: bool = False, data_name: str = "") -> dict[str, Any]:
-    """Split, train, evaluate and report.  Returns (and writes) ``metrics.json``."""
-    out, model_dir, label_set, splits = prepare_run(pairs, cfg, out_dir, method, METHODS, "finetune")
+def run_finetune(pairs: list[Pair] | Splits, cfg: Config, out_dir: str | Path, *, method: str = "bert",
+                 seed_only: bool = False, data_name: str = "", model_dir: str | Path | None = None
+                 ) -> dict[str, Any]:
+    """Split (unless given a split), train, evaluate and report.  Returns (and writes) ``metrics.json``;
+    the model goes to ``model_dir`` (default ``out_dir/model``)."""
+    out, model_dir, label_set, splits = prepare_run(pairs, cfg, out_dir, method, METHODS, "finetune", model_dir)
     train = splits.seed if seed_only else splits.train
     t0 = time.perf_counter()
     fit_result: FitResult | None = None

@@ -24,7 +24,7 @@ from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmu
 from distillery import hardware
 from distillery.config import Config
 from distillery.data.schema import Pair
-from distillery.data.splits import split_pairs
+from distillery.data.splits import Splits, split_pairs
 from distillery.teacher.model import add_lora, load_for_step, save_teacher
 from distillery.teacher.trainers import Timer, use_bf16
 
@@ -97,12 +97,13 @@ def train_lm(model: Any, blocks: torch.Tensor, cfg: Config) -> list[float]:
     return curve
 
 
-def run_dapt(pairs: list[Pair], cfg: Config, out: str | Path, base: str | None = None) -> dict[str, Any]:
-    """Continue pre-training ``base`` on the platform text of ``pairs``' training queries; save to ``out``."""
+def run_dapt(pairs: list[Pair] | Splits, cfg: Config, out: str | Path, base: str | None = None) -> dict[str, Any]:
+    """Continue pre-training ``base`` on the platform text of ``pairs``' training queries (split by query unless
+    already a split); save to ``out``."""
     out = Path(out)
     tok, model, meta = load_for_step(base, cfg)
     t = cfg.teacher
-    train_pairs = split_pairs(pairs, cfg.data).train
+    train_pairs = (pairs if isinstance(pairs, Splits) else split_pairs(pairs, cfg.data)).train
     blocks = pack(tok, platform_texts(train_pairs, t.dapt_max_texts, t.seed), t.dapt_block_size)
     n_eval = max(1, round(len(blocks) * t.dapt_eval_fraction))
     held, train = blocks[:n_eval], blocks[n_eval:]

@@ -10,7 +10,7 @@ import numpy as np
 from distillery.config import REWARD_DIMENSIONS
 from distillery.data.schema import Pair, label_indices
 from distillery.teacher.checks import check_answer
-from distillery.teacher.inference import Teacher
+from distillery.teacher.protocol import Teacher
 from distillery.teacher.reward import RewardScorer
 
 

@@ -15,9 +15,10 @@ from distillery.data.splits import Splits, split_pairs
 from distillery.teacher.model import native_bf16
 
 
-def seed_pairs(pairs: list[Pair], cfg: Config) -> tuple[list[Pair], Splits]:
-    """The human-labelled seed pairs of the training queries (capped by ``teacher.max_seed_pairs``)."""
-    splits = split_pairs(pairs, cfg.data)
+def seed_pairs(pairs: list[Pair] | Splits, cfg: Config) -> tuple[list[Pair], Splits]:
+    """The human-labelled seed pairs of the training queries (capped by ``teacher.max_seed_pairs``); ``pairs``
+    is split by query unless it is already a split."""
+    splits = pairs if isinstance(pairs, Splits) else split_pairs(pairs, cfg.data)
     seed = [p for p in splits.seed if p.label is not None]
     if not seed:
         raise ValueError("the data has no labelled seed pairs (data.seed_fraction of the training queries)")

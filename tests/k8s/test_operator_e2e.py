@@ -37,7 +37,7 @@ CMS = f"/api/v1/namespaces/{NS}/configmaps"
 
 
 class Operator:
-    """``kopf run`` of distillery.operator.handlers in a subprocess, log kept for failure messages."""
+    """``kopf run -m pipelines.operator`` (handlers, KFP backend injected) in a subprocess; log kept for failures."""
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.env, self.log = env, log
@@ -47,7 +47,7 @@ class Operator:
         kopf = Path(sys.executable).parent / "kopf"
         out = self.log.open("a")
         self.proc = subprocess.Popen(
-            [str(kopf), "run", "--standalone", f"--namespace={NS}", "--verbose", "-m", "distillery.operator.handlers"],
+            [str(kopf), "run", "--standalone", f"--namespace={NS}", "--verbose", "-m", "pipelines.operator"],
             env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
     def stop(self) -> None:

@@ -4,9 +4,10 @@ the report's numbers are the stages' own, a rerun reuses the cache, and a failin
 Every stage runs for real: the teacher's DAPT, SFT, reward model and DPO (two optimiser steps each on
 eight seed pairs), its evaluation, sharded annotation and merge, distillation, the seed-label baseline,
 evaluation, export with its parity gate, the gated deployment, the report.  The tiny profile's teacher
-is a random-init Llama that two steps cannot teach to write ``Label:``, so its annotations do not parse
-and the student learns with ``--method human`` (seed labels) here; CRSD on parsed annotations is
-covered by tests/crsd and runs with the demo profile.
+is a random-init Llama that two steps cannot teach to write ``Label:``, so its annotations do not parse:
+the default CRSD student then falls back to the seed labels and the run says so (CRSD on parsed annotations
+is covered by tests/crsd and runs with the demo profile).  The run serves int8 (``--set export.int8=true``)
+to show that every ``export.*`` setting reaches the pipeline's export step.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 # Small budgets keep the run within minutes on 2 cores: 16 log pairs to annotate, 8 short answers
 # per teacher sample, 2 optimiser steps per teacher step on 8 seed pairs.
-TINY = ["--profile", "tiny", "--data", "synthetic:480", "--method", "human", "--teacher-eval-pairs", "8",
-        *[x for kv in ("annotate.max_pairs=16", "teacher.max_new_tokens=8", "teacher.max_seed_pairs=8",
+TINY = ["--profile", "tiny", "--data", "synthetic:480", "--teacher-eval-pairs", "8",
+        # The random-init student's logits are nearly tied, so its int8 copy is gated on nothing but running.
+        *[x for kv in ("export.int8=true", "export.int8_min_agreement=0", "annotate.max_pairs=16", "teacher.max_new_tokens=8", "teacher.max_seed_pairs=8",
                        "teacher.dapt.max_steps=2", "teacher.sft.max_steps=2", "teacher.reward.max_steps=2",
                        "teacher.dpo.max_steps=2") for x in ("--set", kv)]]
 
@@ -88,7 +90,7 @@ def test_every_stage_output_exists(tiny_run: tuple[Path, dict[str, Any]]) -> Non
 def test_report_numbers_come_from_the_stage_outputs(tiny_run: tuple[Path, dict[str, Any]]) -> None:
     from distillery.data.schema import get_label_set, label_indices
     from distillery.evaluate import compute_metrics
-    from distillery.pipeline.steps import read_pairs
+    from distillery.stages._io import read_pairs
     from distillery.student.predictor import Classifier
 
     out, metrics = tiny_run
@@ -97,7 +99,7 @@ def test_report_numbers_come_from_the_stage_outputs(tiny_run: tuple[Path, dict[s
     assert metrics["stages"]["student_eval"] == evaluated
     assert metrics["gate"]["student_macro_f1"] == evaluated["macro_f1"]
     report = (out / "report.md").read_text()
-    row = f"| student (human) | {evaluated['n']} | {evaluated['macro_f1']:.4f} | {evaluated['accuracy']:.4f} |"
+    row = f"| student (crsd) | {evaluated['n']} | {evaluated['macro_f1']:.4f} | {evaluated['accuracy']:.4f} |"
     assert row in report
     teacher = json.loads((stages["evaluate-teacher"] / "evaluation" / "metrics.json").read_text())
     assert metrics["stages"]["teacher_eval"] == teacher
@@ -153,3 +155,14 @@ def test_a_failing_task_stops_the_run_with_its_name_and_error(tmp_path: Path, ca
     err = capsys.readouterr().err
     assert re.search(r"task 'prepare-data' failed .*nope\.jsonl", err), err
     assert "finetune-student" not in err
+
+
+def test_int8_export_and_seed_label_fallback_reach_the_run(tiny_run: tuple[Path, dict[str, Any]]) -> None:
+    out, metrics = tiny_run
+    repo = Path(metrics["artifacts"]["model_repository"])
+    runtime = json.loads((repo / "student" / "1" / "runtime.json").read_text())
+    assert runtime["precision"] == "int8" and runtime["quantization"]["reduce_range"] is True
+    assert metrics["stages"]["export"]["precision"] == "int8"
+    assert metrics["stages"]["student"]["counts"]["teacher_fallback"] == 1
+    assert "The teacher gave no usable label" in (_stage_dirs(out)["distill-student"] / "training" / "report.md"
+                                                   ).read_text()

@@ -70,12 +70,12 @@ def repo(students: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) 
     code = main(["export", "--model", str(students[0]), "--data", "synthetic:40", "--out", str(out),
                  "--profile", "tiny", "--max-batch", "16"])
     assert code == 0
-    from distillery.export.repository import RepositoryOptions
+    from distillery.config import ExportConfig
 
-    build_repository(students[1], out, 2, queries=QUERIES, items=ITEMS, int8=True, promote=False,
-                     options=RepositoryOptions(max_batch=16), bounds=tiny_bounds(), require_precision=True)
-    build_repository(students[0], out, 3, queries=QUERIES, items=ITEMS, bf16=True, promote=False,
-                     options=RepositoryOptions(max_batch=16), bounds=tiny_bounds(), require_precision=True)
+    build_repository(students[1], out, 2, ExportConfig(int8=True, max_batch=16, require_precision=True),
+                     queries=QUERIES, items=ITEMS, promote=False, bounds=tiny_bounds())
+    build_repository(students[0], out, 3, ExportConfig(bf16=True, max_batch=16, require_precision=True),
+                     queries=QUERIES, items=ITEMS, promote=False, bounds=tiny_bounds())
     return out
 
 

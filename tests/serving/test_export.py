@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from distillery import hardware
+from distillery.config import ExportConfig
 from distillery.export.parity import ParityError, compare, gate
-from distillery.export.repository import MANIFEST, RepositoryOptions, render, write_version
+from distillery.export.repository import MANIFEST, render, write_version
 from distillery.serving.runtime import OnnxStudent, merge_requests, split_rows
 from tests.serving.conftest import ITEMS, QUERIES, reference_probs, tiny_bounds
 
@@ -145,7 +146,7 @@ def test_repository_layout_and_pins(repo: Path):
 
 def test_cluster_variants_and_label_set_guard(repo: Path, students, tmp_path: Path):
     onnx = repo / "student" / "1" / "model.onnx"
-    opts = RepositoryOptions(variants=("python", "onnxruntime", "tensorrt"), serve_with="tensorrt")
+    opts = ExportConfig(variants=["python", "onnxruntime", "tensorrt"], serve_with="tensorrt")
     write_version(students[0], tmp_path, 3, onnx, opts)
     trt = (tmp_path / "student_trt" / "config.pbtxt").read_text()
     assert 'platform: "tensorrt_plan"' in trt and "KIND_GPU" in trt and "preferred_batch_size: [ 8 ]" in trt
@@ -159,8 +160,10 @@ def test_cluster_variants_and_label_set_guard(repo: Path, students, tmp_path: Pa
     (other / "distillery.json").write_text(json.dumps({**meta, "classes": ["A", "B"]}))
     with pytest.raises(ValueError, match="must share the label set"):
         write_version(other, tmp_path, 4, onnx, opts)
-    with pytest.raises(ValueError, match="serve_with"):
-        RepositoryOptions(variants=("python",), serve_with="tensorrt")
+    with pytest.raises(ValueError, match=r"export\.serve_with"):
+        ExportConfig(variants=["python"], serve_with="tensorrt")
+    with pytest.raises(ValueError, match=r"export.trt_batch=\[1, 8, 32\]: its MAX is below export.max_batch"):
+        ExportConfig(variants=["python", "tensorrt"], serve_with="tensorrt", trt_batch=[1, 8, 32])
 
 
 def test_render_names_missing_field(tmp_path: Path):
@@ -236,8 +239,8 @@ def test_gate_refuses_a_wrong_int8_graph(students, tmp_path: Path, monkeypatch):
 
     monkeypatch.setattr(pipeline, "quantize_int8", corrupted)
     out = tmp_path / "repo"
-    manifest = build_repository(students[1], out, 1, queries=QUERIES, items=ITEMS, int8=True, bounds=tiny_bounds(),
-                                work_dir=tmp_path / "onnx")
+    manifest = build_repository(students[1], out, 1, ExportConfig(int8=True), queries=QUERIES, items=ITEMS,
+                                bounds=tiny_bounds(), work_dir=tmp_path / "onnx")
     entry = manifest["versions"]["1"]
     assert entry["requested_precision"] == "int8" and entry["precision"] == "fp32"
     assert entry["runtime"] == {"engine": "onnxruntime", "precision": "fp32"}
@@ -252,8 +255,8 @@ def test_gate_refuses_a_wrong_int8_graph(students, tmp_path: Path, monkeypatch):
     assert "**int8 refused**" in report and "serves fp32 instead" in report and refused["reason"] in report
     assert (tmp_path / "onnx" / "student.int8.onnx").exists()  # kept for inspection, not served
     with pytest.raises(ParityError, match=r"int8 refused by the parity gate.*require_precision"):
-        build_repository(students[1], out, 2, queries=QUERIES, items=ITEMS, int8=True, bounds=tiny_bounds(),
-                         require_precision=True)
+        build_repository(students[1], out, 2, ExportConfig(int8=True, require_precision=True), queries=QUERIES,
+                         items=ITEMS, bounds=tiny_bounds())
     assert "2" not in json.loads((out / MANIFEST).read_text())["versions"]
     assert not (out / "student" / "2").exists()
 
@@ -276,7 +279,7 @@ def test_full_range_int8_refused_without_vnni(tmp_path: Path):
 
 
 def test_export_bounds_are_validated():
-    from distillery.config import ConfigError, ExportConfig
+    from distillery.config import ConfigError
     from distillery.export.pipeline import GateBounds
 
     for field, value in (("int8_min_agreement", 1.5), ("bf16_min_agreement", -0.1), ("int8_max_abs_diff", 0.0),

@@ -1,7 +1,10 @@
 """The A/B splitter's app entry (the container's command); all logic is in ``distillery.abtest.splitter``.
 
-    python serving/splitter/main.py --split split.yaml --triton-url http://127.0.0.1:8000 \
+    python -m distillery.abtest.splitter_main --split split.yaml --triton-url http://127.0.0.1:8000 \
         --port 8080 --exposure-log /var/log/splitter/exposures.jsonl
+
+It ships inside the package (the splitter image runs it from the installed wheel, ``distillery-splitter`` is
+the same ``main``), so the launcher of ``distillery abtest`` and the container start the same module.
 
 ``--port 0`` binds a free port; the line ``SPLITTER_READY http://HOST:PORT`` is printed once listening.
 The admin token is read from ``$SPLITTER_ADMIN_TOKEN`` (a Kubernetes Secret), never from the command line.

@@ -1,0 +1,120 @@
+"""Teacher stage: DAPT → SFT → reward model → DPO on the split's training queries, and the teacher's evaluation.
+
+The CLI (``distillery teacher dapt|sft|reward|dpo|evaluate``) and the pipeline's teacher components call
+:func:`train` and :func:`evaluate` / :func:`evaluate_spec`; the training itself lives in
+``distillery.teacher.{dapt,sft,reward_step,dpo}``.
+
+CPU commands (tiny profile, seconds each)::
+
+    distillery teacher dapt --data synthetic:300 --out /tmp/t/dapt --profile tiny
+    distillery teacher sft --data synthetic:300 --base /tmp/t/dapt --out /tmp/t/sft --profile tiny
+    distillery teacher reward --data synthetic:300 --base /tmp/t/sft --out /tmp/t/reward --profile tiny
+    distillery teacher dpo --data synthetic:300 --base /tmp/t/sft --reward /tmp/t/reward --out /tmp/t/dpo --profile tiny
+    distillery teacher evaluate --model /tmp/t/dpo --data synthetic:100 --out /tmp/t/eval.json --profile tiny
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from distillery.config import Config
+from distillery.stages._io import table_report, write_metrics
+from distillery.stages.data import DatasetLike, open_dataset
+
+if TYPE_CHECKING:
+    from distillery.data.schema import Pair
+    from distillery.data.splits import Splits
+
+Trainer = Callable[["Splits", Config, Path, "str | None", "str | None"], dict[str, Any]]
+
+
+def _dapt(splits: Splits, cfg: Config, out: Path, base: str | None, reward: str | None) -> dict[str, Any]:
+    from distillery.teacher.dapt import run_dapt
+
+    return run_dapt(splits, cfg, out, base=base)  # the training queries' platform text
+
+
+def _sft(splits: Splits, cfg: Config, out: Path, base: str | None, reward: str | None) -> dict[str, Any]:
+    from distillery.teacher.sft import run_sft
+    from distillery.teacher.trainers import seed_pairs
+
+    return run_sft(seed_pairs(splits, cfg)[0], cfg, out, base=base)
+
+
+def _reward(splits: Splits, cfg: Config, out: Path, base: str | None, reward: str | None) -> dict[str, Any]:
+    from distillery.teacher.reward_step import run_reward
+    from distillery.teacher.trainers import seed_pairs
+
+    assert base is not None  # checked by train()
+    return run_reward(seed_pairs(splits, cfg)[0], cfg, out, base=base)
+
+
+def _dpo(splits: Splits, cfg: Config, out: Path, base: str | None, reward: str | None) -> dict[str, Any]:
+    from distillery.teacher.dpo import run_dpo
+    from distillery.teacher.trainers import seed_pairs
+
+    assert base is not None and reward is not None  # checked by train()
+    return run_dpo(seed_pairs(splits, cfg)[0], cfg, out, base=base, reward_dir=reward)
+
+
+STEPS: dict[str, Trainer] = {"dapt": _dapt, "sft": _sft, "reward": _reward, "dpo": _dpo}
+"""The training steps in pipeline order; SFT, reward and DPO train on the human-labelled seed pairs."""
+
+
+def train(step: str, cfg: Config, data: DatasetLike, model_dir: str | Path, out_dir: str | Path | None = None, *,
+          base: str | None = None, reward_dir: str | None = None) -> dict[str, Any]:
+    """One teacher training step, starting from ``base`` (else ``teacher.model``; reward and DPO need the SFT
+    teacher).  The new teacher (or reward model) goes to ``model_dir``; ``metrics.json`` and ``report.md`` to
+    ``out_dir`` (default: ``model_dir``).  Returns the step's summary."""
+    if step not in STEPS:
+        raise ValueError(f"teacher step {step!r}: must be one of {', '.join(STEPS)}")
+    if step in ("reward", "dpo") and not base:
+        raise ValueError(f"teacher {step}: --base (the SFT teacher directory) is required")
+    if step == "dpo" and not reward_dir:
+        raise ValueError("teacher dpo: --reward (the reward model directory) is required")
+    splits = open_dataset(data).splits
+    summary = STEPS[step](splits, cfg, Path(model_dir), base, reward_dir)
+    out = Path(out_dir if out_dir is not None else model_dir)
+    write_metrics(summary, out)
+    table_report(out, f"Teacher {step}", summary)
+    return summary
+
+
+def _score(cfg: Config, teacher: str, pairs: list[Pair], reward_dir: str | None, progress: bool) -> dict[str, Any]:
+    from distillery.teacher.evaluation import evaluate_teacher
+    from distillery.teacher.protocol import open_teacher
+    from distillery.teacher.reward import RewardScorer
+
+    reward = RewardScorer.load(reward_dir, list(cfg.teacher.reward_weights)) if reward_dir else None
+    return evaluate_teacher(open_teacher(teacher, cfg), pairs, reward, progress=progress)
+
+
+def evaluate(cfg: Config, teacher: str | Path, data: DatasetLike, out_dir: str | Path, *, max_pairs: int = 0,
+             reward_dir: str | None = None) -> dict[str, Any]:
+    """The teacher's macro-F1, parse failures and reward per dimension on (up to ``max_pairs``) held-out test
+    pairs: the reference the student's retention is measured against.  Writes ``metrics.json``, ``report.md``."""
+    pairs = open_dataset(data).part("test")
+    if max_pairs > 0:
+        pairs = pairs[:max_pairs]
+    metrics = _score(cfg, str(teacher), pairs, reward_dir, progress=False)
+    metrics.update(name="teacher", model=str(teacher), split="test")
+    write_metrics(metrics, out_dir)
+    table_report(out_dir, "Teacher on held-out test pairs", metrics, skip=("examples",))
+    return metrics
+
+
+def evaluate_spec(cfg: Config, teacher: str, data_spec: str, out_file: str | Path, *, max_pairs: int = 0,
+                  reward_dir: str | None = None) -> dict[str, Any]:
+    """The same figures on (the first ``max_pairs`` of) every row of ``data_spec``, written to ``out_file``."""
+    from distillery.data.spec import load
+    from distillery.evaluate import write_json
+
+    pairs, _ = load(data_spec, synthetic_noise=cfg.data.synthetic_noise)
+    if max_pairs > 0:
+        pairs = pairs[:max_pairs]
+    metrics = _score(cfg, teacher, pairs, reward_dir, progress=True)
+    metrics.update(model=str(teacher), data=data_spec)
+    write_json(metrics, out_file)
+    return metrics
