@@ -32,6 +32,14 @@ def evaluate_model(model: Input[Model], dataset: Input[Dataset], config_json: st
 
 
 @component
+def deployment_gate(student_f1: float, champion_f1: float, baseline_f1: float) -> bool:
+    """Whether the student may be deployed: at least as good as the champion and the seed-label baseline."""
+    from distillery.pipeline.report import gate
+
+    return bool(gate(student_f1, champion_f1, baseline_f1)["deploy"])
+
+
+@component
 def score_champion(champion: str, dataset: Input[Dataset], config_json: str, evaluation: Output[Dataset]) -> float:
     """Macro-F1 of the serving champion (a model directory or ``s3://`` URI) on the same queries; 0 if none."""
     from distillery.stages._io import config_from_json

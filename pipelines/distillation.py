@@ -13,6 +13,7 @@ class DistillationOutputs(NamedTuple):
     student: Model
     training: Dataset
     baseline: Dataset
+    baseline_model: Model
 
 
 @dsl.pipeline(name="distillation", description="Distil the teacher's annotations into the BERT student (CRSD).")
@@ -24,4 +25,4 @@ def distillation_pipeline(dataset: Input[Dataset], annotations: Input[Dataset], 
     baseline = on_gpu(step(finetune_student(dataset=dataset, config_json=config_json, seed_only=True),
                            "Fine-tune baseline student (seed labels)"))
     return DistillationOutputs(student=distilled.outputs["model"], training=distilled.outputs["training"],
-                               baseline=baseline.outputs["training"])
+                               baseline=baseline.outputs["training"], baseline_model=baseline.outputs["model"])

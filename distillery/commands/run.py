@@ -76,8 +76,7 @@ def run_cmd(args: argparse.Namespace) -> int:
                        ab_dir=conditional_outputs(out / "pipeline_root", "ab-evaluation", "evaluation"),
                        machine_fit=fit)
     g = metrics["gate"]
-    print(f"student macro-F1 {g['student_macro_f1']:.4f} (champion {g['champion_macro_f1']:.4f}: "
-          f"{'deploy' if g['deploy'] else 'keep the champion'}) · report: {out / 'report.md'}")
+    print(f"{'deploy' if g['deploy'] else 'do not deploy'}: {g['reason']} · report: {out / 'report.md'}")
     return 0
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from distillery.evaluate import metrics_table, write_json
 
-ARTIFACT_KEYS = ("teacher", "annotations", "student", "model_repository")
+ARTIFACT_KEYS = ("teacher", "annotations", "student", "baseline", "model_repository")
 
 
 @dataclass
@@ -39,9 +39,26 @@ def load_metrics(directory: str | Path) -> dict[str, Any]:
     return dict(json.loads(path.read_text(encoding="utf-8")))
 
 
-def gate(student_f1: float, champion_f1: float) -> dict[str, Any]:
-    """The deployment rule of the pipeline's ``dsl.If``: deploy when the student is at least as good."""
-    return {"student_macro_f1": student_f1, "champion_macro_f1": champion_f1, "deploy": student_f1 >= champion_f1}
+def gate(student_f1: float, champion_f1: float, baseline_f1: float | None = None) -> dict[str, Any]:
+    """The deployment rule of the pipeline's ``dsl.If`` (through the ``deployment_gate`` component): deploy only a
+    student at least as good as the serving champion **and** as the run's own seed-label baseline, on the same
+    held-out pairs, so that a run never ships a regression — neither against what serves nor against what the
+    human labels alone give.  ``reason`` says why, ``better`` names the model to prefer when it does not deploy."""
+    out: dict[str, Any] = {"student_macro_f1": student_f1, "champion_macro_f1": champion_f1}
+    if baseline_f1 is not None:
+        out["baseline_macro_f1"] = baseline_f1
+    below = [(name, f1) for name, f1 in (("champion", champion_f1), ("seed-label baseline", baseline_f1))
+             if f1 is not None and student_f1 < f1]
+    out["deploy"] = not below
+    if below:
+        name = max(below, key=lambda x: x[1])[0]
+        out["better"] = name
+        out["reason"] = (f"student {student_f1:.4f} < " + " and ".join(f"{n} {v:.4f}" for n, v in below)
+                         + f": the {name} is the better model")
+    else:
+        out["reason"] = f"student {student_f1:.4f} ≥ champion {champion_f1:.4f}" + (
+            f" and ≥ seed-label baseline {baseline_f1:.4f}" if baseline_f1 is not None else "")
+    return out
 
 
 def _copy_pngs(src: Path, dst: Path, prefix: str) -> list[str]:
@@ -82,7 +99,9 @@ def _model_rows(stages: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, 
     if on_logs:
         rows.append(("teacher (annotations of the log pairs)", on_logs))
     method = (stages.get("student") or {}).get("method")
-    for stage, label in (("baseline", "fine-tuned baseline (seed labels)"),
+    # The baseline's own evaluation task when the run has one (the gate's figure), else its training metrics.
+    baseline = "baseline_eval" if stages.get("baseline_eval") else "baseline"
+    for stage, label in ((baseline, "fine-tuned baseline (seed labels)"),
                          ("student_eval", f"student ({method})" if method else "student"),
                          ("champion_eval", "champion")):
         m = stages.get(stage)
@@ -148,10 +167,8 @@ def _markdown(title: str, stages: dict[str, dict[str, Any]], the_gate: dict[str,
     for label, m in rows:
         lines.append(f"| {label} | {m['n']} | {m['macro_f1']:.4f} | {_num(m.get('accuracy'))} | "
                      f"{_num(m.get('macro_auc_ovr'))} | {_num(m.get('ece'))} |")
-    champ = the_gate["champion_macro_f1"]
     lines += ["", "## Deployment gate", "",
-              f"student macro-F1 {the_gate['student_macro_f1']:.4f} vs champion {champ:.4f}: "
-              + ("**deploy**" if the_gate["deploy"] else "**keep the champion**"), ""]
+              ("**deploy**: " if the_gate["deploy"] else "**do not deploy**: ") + the_gate["reason"] + ".", ""]
     for label, m in rows:
         if "per_class" in m:
             lines.append(metrics_table(m, label))
@@ -172,7 +189,9 @@ def assemble(outputs: StageOutputs, out_dir: str | Path, title: str = "Relevance
     stages = {name: load_metrics(d) for name, d in outputs.dirs.items()}
     student = stages.get("student_eval", {})
     champion = stages.get("champion_eval", {})
-    the_gate = gate(float(student.get("macro_f1", 0.0)), float(champion.get("macro_f1", 0.0)))
+    baseline = stages.get("baseline_eval", {})
+    the_gate = gate(float(student.get("macro_f1", 0.0)), float(champion.get("macro_f1", 0.0)),
+                    float(baseline["macro_f1"]) if "macro_f1" in baseline else None)
     pngs: list[str] = []
     for name, d in outputs.dirs.items():
         pngs += _copy_pngs(Path(d), out, name)
@@ -197,13 +216,14 @@ class ArtifactLike:
 
 
 STAGE_INPUTS = {"dataset": "data", "baseline": "baseline", "training": "student", "student_eval": "student_eval",
-                "champion_eval": "champion_eval", "teacher_eval": "teacher_eval", "teacher": "teacher",
+                "champion_eval": "champion_eval", "baseline_eval": "baseline_eval", "teacher_eval": "teacher_eval",
+                "teacher": "teacher",
                 "annotations": "annotations", "export": "export"}
 """Report-component input name → stage name in ``metrics.json``."""
 
 
 def assemble_from_artifacts(out_dir: str | Path, missing: dict[str, str], student: Any,
-                            **inputs: Any) -> dict[str, Any]:
+                            baseline_model: Any = None, **inputs: Any) -> dict[str, Any]:
     """:func:`assemble` from KFP input artifacts (``None`` for a stage that did not run).
 
     ``student`` is the model that the pipeline evaluates and deploys (the distilled student when the
@@ -213,7 +233,8 @@ def assemble_from_artifacts(out_dir: str | Path, missing: dict[str, str], studen
 
     dirs = {STAGE_INPUTS[k]: a.path for k, a in inputs.items() if k in STAGE_INPUTS
             if a is not None and (Path(a.path) / "metrics.json").exists()}
-    located = {"student": student, "teacher": inputs.get("teacher"), "annotations": inputs.get("annotations"),
+    located = {"student": student, "baseline": baseline_model, "teacher": inputs.get("teacher"),
+               "annotations": inputs.get("annotations"),
                "model_repository": inputs.get("model_repository")}
     arts = {k: (canonical_uri(a.uri) if a is not None else None) for k, a in located.items()}
     if arts["annotations"]:  # `distillery distill --annotations` takes the merged file

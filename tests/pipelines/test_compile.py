@@ -116,14 +116,18 @@ def test_annotation_fans_out_in_parallel_and_collects(compiled: dict[str, Path],
     assert spec["components"]["comp-merge-annotations"]["inputDefinitions"]["artifacts"]["shards"]["isArtifactList"]
 
 
-def test_deployment_is_gated_on_the_champion(compiled: dict[str, Path]) -> None:
+def test_deployment_is_gated_on_the_champion_and_the_baseline(compiled: dict[str, Path]) -> None:
     spec, platform = ir.load(compiled["end-to-end"])
     groups = {t["taskInfo"]["name"]: (t, spec["components"][t["componentRef"]["name"]])
               for _, _, t in ir.tasks(spec) if "triggerPolicy" in t}
-    gate, body = groups["student-at-least-as-good-as-champion"]
+    gate, body = groups["student-beats-champion-and-baseline"]
     assert gate["triggerPolicy"]["condition"] == (
-        "inputs.parameter_values['pipelinechannel--evaluate-model-Output'] >= "
-        "inputs.parameter_values['pipelinechannel--score-champion-Output']")
+        "inputs.parameter_values['pipelinechannel--deployment-gate-Output'] == true")
+    # the gate task reads the student's, the champion's and the seed-label baseline's scores
+    decision = next(t for _, n, t in ir.tasks(spec) if n == "deployment-gate")
+    sources = {k: v["taskOutputParameter"]["producerTask"] for k, v in decision["inputs"]["parameters"].items()}
+    assert sources == {"student_f1": "evaluate-model", "champion_f1": "score-champion",
+                       "baseline_f1": "evaluate-model-2"}
     assert "deploy-model-repository" in body["dag"]["tasks"]  # deployment only inside the gate
     homes = {dag for dag, n, _ in ir.tasks(spec) if n == "deploy-model-repository"}
     assert homes == {gate["componentRef"]["name"]}

@@ -39,15 +39,27 @@ def test_report_is_built_from_the_stage_files(tmp_path: Path) -> None:
     m = report.assemble(outputs, tmp_path / "out")
     text = (tmp_path / "out" / "report.md").read_text()
     assert "| student | 10 | 0.6123 | 0.6123 |" in text and "| champion | 10 | 0.7000 |" in text
-    assert m["gate"] == {"student_macro_f1": 0.61234, "champion_macro_f1": 0.7, "deploy": False}
-    assert "**keep the champion**" in text
-    assert m["artifacts"] == {"teacher": None, "annotations": None, "student": "s3://b/student",
+    assert m["gate"]["deploy"] is False and m["gate"]["better"] == "champion"
+    assert "**do not deploy**: student 0.6123 < champion 0.7000: the champion is the better model" in text
+    assert m["artifacts"] == {"teacher": None, "annotations": None, "student": "s3://b/student", "baseline": None,
                               "model_repository": None}
     assert "teacher: not built" in text and (tmp_path / "out" / "models.png").is_file()
 
 
 def test_gate_deploys_on_a_tie() -> None:
     assert report.gate(0.5, 0.5)["deploy"] and not report.gate(0.49, 0.5)["deploy"]
+
+
+def test_gate_never_ships_a_student_below_its_seed_label_baseline() -> None:
+    """No champion yet (0.0) used to mean "deploy": a run whose student is worse than fine-tuning on the human
+    seed labels alone must not ship it, and must name the better model."""
+    g = report.gate(0.47, 0.0, 0.69)
+    assert not g["deploy"] and g["better"] == "seed-label baseline"
+    assert g["reason"] == "student 0.4700 < seed-label baseline 0.6900: the seed-label baseline is the better model"
+    both = report.gate(0.4, 0.6, 0.5)
+    assert not both["deploy"] and both["better"] == "champion" and "champion 0.6000 and seed-label" in both["reason"]
+    ok = report.gate(0.7, 0.6, 0.7)
+    assert ok["deploy"] and "better" not in ok and ok["baseline_macro_f1"] == 0.7
 
 
 def test_missing_stage_metrics_is_a_clear_error(tmp_path: Path) -> None:
