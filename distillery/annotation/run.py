@@ -125,16 +125,20 @@ def _text(value: Any, limit: int, name: str, issues: list[str]) -> str:
 
 
 def _probs(value: Any, num_classes: int) -> list[float] | None:
-    """The label distribution when it is one: ``num_classes`` finite, non-negative numbers with a positive sum."""
-    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != num_classes:
+    """The label distribution when it is one: ``num_classes`` finite, non-negative numbers (a list, a tuple or a
+    numpy array) with a positive sum, normalised to sum to 1 — so that a backend returning raw scores writes
+    records that the shard reader (values in [0, 1]) accepts on resume and merge."""
+    if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__len__") or len(value) != num_classes:
         return None
     try:
         probs = [float(x) for x in value]
     except (TypeError, ValueError):
         return None
-    if not all(math.isfinite(x) and x >= 0 for x in probs) or sum(probs) <= 0:
+    total = sum(probs)
+    if not all(math.isfinite(x) and x >= 0 for x in probs) or not total > 0 or not math.isfinite(total):
         return None
-    return probs
+    # A softmax already sums to 1 (to rounding): kept as given, so records stay byte-identical across backends.
+    return probs if abs(total - 1.0) <= 1e-6 else [x / total for x in probs]
 
 
 def _record(pair: Pair, ans: Any, teacher_id: dict[str, Any], settings: dict[str, Any],

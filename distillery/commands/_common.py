@@ -66,8 +66,10 @@ def check_student_dir(path: str, flag: str = "--model") -> None:
 
 def check_teacher(name: str, flag: str = "--teacher") -> None:
     """``tiny``, ``smollm2``, a teacher directory or a Hugging Face causal LM directory — not a student."""
-    if name in ("tiny", "smollm2"):
-        return
+    from distillery.teacher.protocol import BACKENDS
+
+    if name in ("tiny", "smollm2") or name.partition(":")[0] in BACKENDS:
+        return  # built in, or a registered backend (``PREFIX:…``), which checks its own address
     p = Path(name)
     if not p.exists():
         if "/" in name and not Path(name).is_absolute() and name.count("/") == 1 and not name.startswith("."):

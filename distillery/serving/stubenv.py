@@ -72,14 +72,23 @@ def create_env(env_dir: Path | None = None, quiet: bool = True) -> Path:
 
 
 def link_package(env_dir: Path) -> Path:
-    """Put the directory holding the running ``distillery`` package on ``env_dir``'s path; returns the ``.pth``.
+    """Put the running ``distillery`` package, and nothing else, on ``env_dir``'s path; returns the ``.pth``.
 
-    The stub then imports the very package that wrote the repository, whether installed or checked out.
+    The stub then imports the very package that wrote the repository, whether installed or checked out.  The
+    ``.pth`` names a folder holding one link to the package: pointing it at the main environment's whole
+    ``site-packages`` (a regular install) would let the stub fall back to packages built against NumPy 2, the
+    mismatch this environment exists to avoid.
     """
     site = subprocess.run([str(env_dir / "bin" / "python3"), "-c", PURELIB],
                           capture_output=True, text=True, check=True).stdout.strip()
+    links = env_dir / "distillery-package"
+    links.mkdir(exist_ok=True)
+    link = links / "distillery"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(package_root() / "distillery", target_is_directory=True)
     pth = Path(site) / PACKAGE_PTH
-    pth.write_text(str(package_root()) + "\n", encoding="utf-8")
+    pth.write_text(str(links) + "\n", encoding="utf-8")
     return pth
 
 

@@ -10,5 +10,8 @@ by query once (:mod:`~distillery.stages.data`); every later stage reads the spli
 - :mod:`~distillery.stages.finetune`: the student fine-tuned on human labels (the baseline), or the lexical floor
 - :mod:`~distillery.stages.distill`: the student distilled from the annotations (:mod:`distillery.student.methods`)
 - :mod:`~distillery.stages.evaluate`: a saved student on the held-out split (or every row of a spec)
+- :mod:`~distillery.stages.export`: ONNX export behind the parity gate into a Triton model repository
+- :mod:`~distillery.stages.deploy`: copy a repository to where Triton serves it; run Triton on it
+- :mod:`~distillery.stages.abtest`: champion vs challenger behind the splitter, simulated users, the gate
 - :mod:`~distillery.stages._io`: what they share (config JSON, pair files, metrics, reports, publishing)
 """

@@ -45,7 +45,8 @@ Backend = Callable[[str, Config], Teacher]
 """(the name after the backend's prefix, config) → a teacher."""
 
 BACKENDS: dict[str, Backend] = {}
-"""Name prefix (``endpoint`` for ``endpoint:URL``) → backend; a name without a registered prefix is local."""
+"""Name prefix → backend (e.g. a backend registered as ``endpoint`` answers ``endpoint:URL``; none is registered in
+the package yet); a name without a registered prefix is a local model."""
 
 
 def register(prefix: str) -> Callable[[Backend], Backend]:

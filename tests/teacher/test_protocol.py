@@ -59,3 +59,23 @@ def test_a_registered_backend_annotates_and_is_evaluated(tmp_path: Path, registe
     assert ev["n"] == 5 and ev["parse_failure_rate"] == 0.0 and ev["teacher"]["model"] == "always-exact"
     assert registered == ["v1", "v1"]
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["macro_f1"] == ev["macro_f1"]
+
+
+def test_the_cli_accepts_a_registered_backend_name(registered: list[str]) -> None:
+    """``--teacher exact:http://host:8000/v1`` is not a path: the CLI hands it to the backend, not to the path check."""
+    from distillery.commands._common import check_teacher
+
+    check_teacher("exact:http://127.0.0.1:8000/v1")
+    with pytest.raises(FileNotFoundError, match="no such directory"):
+        check_teacher("unregistered:http://127.0.0.1:8000/v1")
+
+
+def test_raw_scores_and_arrays_become_records_the_shard_reader_accepts() -> None:
+    import numpy as np
+
+    from distillery.annotation.run import _probs
+
+    assert _probs([2.0, 1.0, 1.0], 3) == [0.5, 0.25, 0.25]  # raw scores: normalised into [0, 1]
+    assert _probs(np.array([0.2, 0.3, 0.5]), 3) == [0.2, 0.3, 0.5]  # a backend's numpy array is kept
+    assert _probs([0.2, 0.3, 0.5], 3) == [0.2, 0.3, 0.5]  # a softmax is written as given
+    assert _probs([1.0, float("nan"), 0.0], 3) is None and _probs("abc", 3) is None and _probs([0, 0, 0], 3) is None
