@@ -57,12 +57,9 @@ class GateBounds:
                    bf16=Bound(ex.bf16_min_agreement, ex.bf16_max_abs_diff, "export.bf16_*"))
 
     @classmethod
-    def default(cls, tolerance: float | None = None, min_agreement: float | None = None) -> GateBounds:
-        """``export.*`` defaults, with the fp32 bounds replaced where given."""
-        ex = ExportConfig()
-        return cls.from_config(ExportConfig(
-            parity_tolerance=ex.parity_tolerance if tolerance is None else tolerance,
-            parity_min_agreement=ex.parity_min_agreement if min_agreement is None else min_agreement))
+    def default(cls) -> GateBounds:
+        """The ``export.*`` defaults."""
+        return cls.from_config(ExportConfig())
 
     def of(self, precision: str) -> Bound:
         return {"fp32": self.fp32, "int8": self.int8, "bf16": self.bf16}[precision]
@@ -124,22 +121,18 @@ def _bert_shape(model_dir: Path) -> tuple[int, int]:
 
 
 def export_student(model_dir: str | Path, work_dir: str | Path, queries: list[str], items: list[str],
-                   int8: bool = False, fuse: bool = True, tolerance: float | None = None,
-                   min_agreement: float | None = None, batch_size: int = 32, bf16: bool = False,
+                   int8: bool = False, fuse: bool = True, batch_size: int = 32, bf16: bool = False,
                    bounds: GateBounds | None = None, require_precision: bool = False) -> ExportResult:
     """Export, fuse, optionally quantise (int8) or run on OpenVINO in bf16, and gate every graph.
 
-    ``bounds`` defaults to the ``export.*`` defaults, with ``tolerance``/``min_agreement`` (fp32) where
-    given.  Raises :class:`~distillery.export.parity.ParityError` when an fp32 graph misses its bounds (or,
-    with ``require_precision``, when the requested int8/bf16 graph does); a lower precision that misses
-    its bounds is otherwise refused (:attr:`ExportResult.refused`) and the fused fp32 graph is served.
+    ``bounds`` defaults to the ``export.*`` defaults.  Raises :class:`~distillery.export.parity.ParityError`
+    when an fp32 graph misses its bounds (or, with ``require_precision``, when the requested int8/bf16 graph
+    does); a lower precision that misses its bounds is otherwise refused (:attr:`ExportResult.refused`) and
+    the fused fp32 graph is served.
     """
     if int8 and bf16:
         raise ValueError("export: int8 and bf16 are alternatives, choose one")
-    if bounds is None:
-        bounds = GateBounds.default(tolerance, min_agreement)
-    elif tolerance is not None or min_agreement is not None:
-        raise ValueError("export_student: give the fp32 bounds either in bounds or as tolerance/min_agreement")
+    bounds = bounds or GateBounds.default()
     model_dir, work = Path(model_dir), Path(work_dir)
     if not queries:
         raise ValueError("export_student: the parity set is empty (give --data with at least one pair)")

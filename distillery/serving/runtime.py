@@ -176,7 +176,7 @@ def load_student(onnx: str | Path, threads: int = 0, micro_batch: int = 0) -> Gr
         return OpenVinoStudent(onnx, threads, micro_batch, spec["precision"])
     check_int8_safe(spec, str(Path(onnx).parent / RUNTIME_FILE))
     student = OnnxStudent(onnx, threads, micro_batch)
-    student.precision = spec["precision"]
+    student.precision = runs_at(spec)
     return student
 
 
