@@ -276,6 +276,44 @@ class DpoStepConfig(TeacherStepConfig):
 
 
 @dataclass
+class LaunchConfig:
+    """Where the teacher's training steps (DAPT, SFT, reward model, DPO) run, and on how many processes.
+
+    ``local`` trains in the calling process (the KFP local runner's path and the default); ``torchrun``
+    starts ``num_nodes × procs_per_node`` processes on this machine (DDP, or FSDP for a teacher that does not fit
+    one device; gloo on a CPU); ``trainjob`` (Kubeflow Trainer v2) and ``pytorchjob`` (Training Operator v1)
+    make the pipeline step create that job on the cluster and wait for it.
+    """
+
+    launcher: str = "local"
+    """``local``, ``torchrun``, ``trainjob`` or ``pytorchjob``."""
+    num_nodes: int = 1
+    """Nodes of a cluster job (``torchrun`` on one machine: 1)."""
+    procs_per_node: int = 1
+    """Processes per node: GPUs per node on a GPU cluster, worker processes on a CPU."""
+    strategy: str = "ddp"
+    """``ddp`` (every process holds the model) or ``fsdp`` (parameters sharded across processes)."""
+    image: str = ""
+    """Container image of a cluster job (empty: the project's trainer image)."""
+    namespace: str = ""
+    """Namespace of a cluster job (empty: the namespace the pipeline step runs in)."""
+    runtime: str = "torch-distributed"
+    """The Kubeflow Trainer ``ClusterTrainingRuntime`` a ``trainjob`` refers to."""
+    timeout_s: int = 86400
+    """How long the pipeline step waits for a cluster job before failing it."""
+
+    def __post_init__(self) -> None:
+        _one_of("teacher.launch.launcher", self.launcher, ("local", "torchrun", "trainjob", "pytorchjob"))
+        _in_range("teacher.launch.num_nodes", self.num_nodes, 1, 4096)
+        _in_range("teacher.launch.procs_per_node", self.procs_per_node, 1, 64)
+        _one_of("teacher.launch.strategy", self.strategy, ("ddp", "fsdp"))
+        _in_range("teacher.launch.timeout_s", self.timeout_s, 1, 30 * 86400)
+        if self.launcher in ("local", "torchrun") and self.num_nodes != 1:
+            raise ConfigError(f"teacher.launch.num_nodes={self.num_nodes}: launcher {self.launcher!r} runs on one "
+                              "machine; use trainjob or pytorchjob for several nodes")
+
+
+@dataclass
 class TeacherConfig:
     """The teacher LLM: model, prompt, answer length, LoRA and its three training steps."""
 
@@ -359,6 +397,8 @@ class TeacherConfig:
     """DPO temperature beta."""
     dpo_min_margin: float = 0.05
     """Minimum preference-score gap for a chosen/rejected pair (smaller gaps count as ties)."""
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
+    """Where the training steps run (this process, local processes, or a Kubeflow job)."""
 
     def __post_init__(self) -> None:
         for f in self.item_fields:

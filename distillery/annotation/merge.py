@@ -52,13 +52,17 @@ class MergeReport:
     """The machines that annotated: CPU model, ISA and tracked flags (one line per distinct machine)."""
     decoder_dtype: list[str] = field(default_factory=list)
     """The precision(s) the decoder ran in."""
+    label_agreement: float | None = None
+    """Share of labelled records whose free text names the same label as the label position chose (None: no
+    record says)."""
 
     def to_markdown(self) -> str:
         rows = "\n".join(f"| {k} | {v} | {v / max(1, self.records):.1%} |" for k, v in sorted(self.labels.items()))
         odd = ", ".join(f"{k} {v}" for k, v in sorted(self.issues.items())) or "none"
         machines = "\n".join(f"- {line}" for line in self.hardware) or "- not recorded"
         return (f"# Annotation merge\n\n{self.records} records from {self.shards} shard(s); parse failures "
-                f"{self.parse_failures} ({self.parse_failures / max(1, self.records):.1%}).\n\n"
+                f"{self.parse_failures} ({self.parse_failures / max(1, self.records):.1%}); reasoning/label "
+                f"agreement {_share(self.label_agreement)}.\n\n"
                 f"| label | pairs | share |\n|---|---|---|\n{rows}\n\n"
                 f"Throughput per shard: {self.pairs_per_second:.2f} pairs/s, {self.prompt_tokens_per_second:.0f} "
                 f"prompt tokens/s, {self.generated_tokens_per_second:.1f} generated tokens/s; all shards side by "
@@ -68,6 +72,16 @@ class MergeReport:
                 f"decoding {self.decode_tokens_per_second:.0f} tokens/s.\n\n"
                 f"Odd answers (kept, cleaned or nulled; records by reason): {odd}.\n\n"
                 f"Decoder precision: {', '.join(self.decoder_dtype) or 'not recorded'}. Hardware:\n{machines}\n")
+
+
+def _share(x: float | None) -> str:
+    return "not recorded" if x is None else f"{x:.1%}"
+
+
+def agreement(records: list[dict[str, Any]]) -> float | None:
+    """Share of labelled records whose text's own label is the chosen one (records that record it)."""
+    known = [r for r in records if r.get("label") and "disagreement" in r]
+    return sum(not r["disagreement"] for r in known) / len(known) if known else None
 
 
 def _names(keys: list[Key]) -> str:
@@ -211,6 +225,7 @@ def merge_shards(in_dir: str | Path, out_file: str | Path) -> MergeReport:
         t.get("pairs_per_cpu_second", 0.0), t.get("decode_tokens_per_second", 0.0),
         t.get("prefill_tokens_per_second", 0.0), teacher=records[0].get("teacher", {}) if records else {},
         issues=dict(sorted(issues.items())), hardware=machines, decoder_dtype=dtypes,
+        label_agreement=agreement(records),
     )
     out.with_suffix(".report.md").write_text(report.to_markdown(), encoding="utf-8")
     out.with_suffix(".report.json").write_text(json.dumps(report.__dict__, indent=1), encoding="utf-8")

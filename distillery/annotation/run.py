@@ -96,7 +96,7 @@ MAX_REASONING_CHARS = 4000
 MAX_RAW_CHARS = 8000
 ISSUES = ("label_outside_set", "label_missing", "no_label_line", "unknown_label", "conflicting_labels",
           "parse_error_other", "label_probs_invalid", "reasoning_empty", "reasoning_truncated", "raw_truncated",
-          "control_characters_removed", "field_missing")
+          "control_characters_removed", "field_missing", "text_label_disagrees")
 """What a record may say about its answer (``issues``), counted per shard and in the merge report."""
 
 
@@ -173,11 +173,19 @@ def _record(pair: Pair, ans: Any, teacher_id: dict[str, Any], settings: dict[str
     if not reasoning.strip():
         issues.append("reasoning_empty")
     raw, _ = _field(ans, "raw")
+    disagreement = _field(ans, "disagreement")[0]
+    if label is not None and disagreement:
+        issues.append("text_label_disagrees")
+    written = _field(ans, "written_label")[0]
     return {
         "query_id": pair.query_id, "item_id": pair.item_id,
         "label": label, "label_probs": probs, "reasoning": reasoning, "parse_error": error,
         "raw": _text(raw, MAX_RAW_CHARS, "raw", issues) if raw is not None else None,
         "forced_label": bool(_field(ans, "forced_label")[0]),
+        # What the free text itself says, for the reasoning/label agreement figure (the label above is the
+        # distribution's argmax at the label position).
+        "written_label": written if isinstance(written, str) and label_set.knows(written) else None,
+        "disagreement": clean_text(disagreement)[:40] if disagreement else None,
         "prompt_tokens": _count(_field(ans, "prompt_tokens")[0]),
         "generated_tokens": _count(_field(ans, "generated_tokens")[0]),
         "issues": sorted(set(issues)),

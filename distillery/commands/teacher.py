@@ -50,8 +50,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     check_out_file(args.out)
     metrics = teacher.evaluate_spec(config_from_args(args), args.model, args.data, args.out,
                                     max_pairs=args.max_pairs, reward_dir=args.reward)
-    print(f"macro-F1 {metrics['macro_f1']:.3f} (label_probs {metrics['macro_f1_label_probs']:.3f}), parse failures "
-          f"{metrics['parse_failure_rate']:.1%}, {metrics['generated_tokens_per_s']} generated tokens/s")
+    print(f"macro-F1 {metrics['macro_f1']:.3f}, parse failures {metrics['parse_failure_rate']:.1%}, reasoning/label "
+          f"agreement {metrics['label_agreement']:.1%}, {metrics['generated_tokens_per_s']} generated tokens/s")
     print(f"wrote {args.out}")
     return 0
 

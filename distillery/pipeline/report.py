@@ -94,7 +94,7 @@ def _model_rows(stages: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, 
     rows = []
     on_logs = (stages.get("student") or {}).get("teacher_on_logs")
     if stages.get("teacher_eval"):
-        rows.append(("teacher (held-out test pairs, parsed labels)",
+        rows.append(("teacher (held-out test pairs, label-position argmax)",
                      stages["teacher_eval"].get("test", stages["teacher_eval"])))
     if on_logs:
         rows.append(("teacher (annotations of the log pairs)", on_logs))
@@ -113,13 +113,18 @@ def _model_rows(stages: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, 
     return rows
 
 
+def _pct(x: float | None) -> str:
+    return "not recorded" if x is None else f"{x:.1%}"
+
+
 def _annotation_lines(ann: dict[str, Any]) -> list[str]:
     if not ann:
         return []
     labels = ", ".join(f"{k} {v}" for k, v in sorted(ann.get("labels", {}).items()))
     return ["## Annotation", "",
             f"{ann['records']} log pairs annotated in {ann['shards']} shard(s) by "
-            f"`{ann.get('teacher', {}).get('model', '?')}`; parse failures {ann['parse_failures']}; labels: {labels}; "
+            f"`{ann.get('teacher', {}).get('model', '?')}`; parse failures {ann['parse_failures']}; reasoning/label "
+            f"agreement {_pct(ann.get('label_agreement'))}; labels: {labels}; "
             f"{ann['pairs_per_second']:.2f} pairs/s per shard, {ann['pairs_per_second_all_shards']:.2f} with the "
             f"shards side by side, {ann['generated_tokens_per_second']:.1f} generated tokens/s.", "",
             f"Decoder precision {', '.join(ann.get('decoder_dtype') or ['?'])} on "

@@ -89,7 +89,8 @@ def build_preferences(pairs: list[Pair], cfg: Config, base: str, reward_dir: str
     flat_scores = scorer.preference(scorer.score(flat_pairs, [a for s in texts for a in s]))
     k = t.samples_per_prompt
     scores = [flat_scores[i * k:(i + 1) * k] for i in range(len(pairs))]
-    parses = [[a.parse_error is None for a in answers] for answers in sampled]
+    # Every answer has a label now (read at the label position); a well-formed one also writes that label itself.
+    parses = [[a.parse_error is None and a.agrees for a in answers] for answers in sampled]
     skipped: Counter[str] = Counter()
     prompts = teacher.prompter.build(pairs)
     # A prompt over its budget (a very long query: only the item is cut) would leave the completion no room.

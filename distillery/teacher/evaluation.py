@@ -1,8 +1,9 @@
-"""Evaluate a teacher on labelled pairs: macro-F1 of parsed labels, parse failures, reward per dimension, speed."""
+"""Evaluate a teacher on labelled pairs: macro-F1 of its labels, reasoning/label agreement, reward per dimension, speed."""
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,9 @@ def evaluate_teacher(teacher: Teacher, pairs: list[Pair], reward: RewardScorer |
         "n": len(pairs), "macro_f1": macro_f1_with_failures(y, pred, ls.num_classes),
         "macro_f1_label_probs": macro_f1_with_failures(y, soft, ls.num_classes),
         "parse_failure_rate": float(np.mean([p is None for p in pred])),
+        # The label is read at the label position; this is how often the free text names that same label.
+        "label_agreement": float(np.mean([getattr(a, "disagreement", None) is None for a in answers])),
+        "disagreements": dict(Counter(str(d) for a in answers if (d := getattr(a, "disagreement", None)))),
         "predicted_distribution": {c: sum(p == i for p in pred) for i, c in enumerate(ls.classes)},
         "reward_checks": dict(zip(REWARD_DIMENSIONS, checks.mean(0).round(4).tolist(), strict=True)),
         "seconds": round(seconds, 2), "generated_tokens": gen,
@@ -49,7 +53,7 @@ def evaluate_teacher(teacher: Teacher, pairs: list[Pair], reward: RewardScorer |
         "generated_tokens_per_s": round(gen / seconds, 2) if seconds else None,
         "teacher": teacher.identity(),
         "examples": [{"query": p.query, "title": p.title, "gold": p.label, "answer": a.raw, "label": a.label,
-                      "parse_error": a.parse_error} for p, a in list(zip(pairs, answers, strict=True))[:5]],
+                      "parse_error": a.parse_error, "written_label": getattr(a, "written_label", None)} for p, a in list(zip(pairs, answers, strict=True))[:5]],
     }
     if reward is not None:
         rm = reward.score(pairs, [a.raw for a in answers])

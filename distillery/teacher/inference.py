@@ -26,22 +26,64 @@ from distillery.config import Config, TeacherConfig
 from distillery.data.schema import LabelSet, Pair, get_label_set
 from distillery.teacher.generate import Decoder, Generation
 from distillery.teacher.model import TeacherMeta, is_teacher_dir, load_base, meta_for, native_bf16, weights_hash
-from distillery.teacher.prompt import PROMPT_VERSION, PromptBuilder, parse_answer
+from distillery.teacher.prompt import PROMPT_VERSION, PromptBuilder, parse_answer, parse_error_code
 
 
 @dataclass
 class TeacherAnswer:
-    """One parsed answer; ``label_probs`` is aligned with the label set's classes."""
+    """One answer; ``label_probs`` is aligned with the label set's classes.
+
+    ``label`` is the argmax of ``label_probs``, the teacher's distribution over the label words read at the
+    ``Label:`` position (the model's own, or one appended when it wrote none): every answer has a label by
+    construction.  ``written_label`` is what the free text says (``None`` when it names no valid label);
+    ``disagreement`` says why the two differ (``None`` when they agree).
+    """
 
     label: str | None
     label_probs: list[float]
     reasoning: str
     raw: str
     parse_error: str | None
+    """Set only when no distribution was read (a backend that returns none); the text then decides the label."""
     prompt_tokens: int
     generated_tokens: int
     forced_label: bool = False
     """True when the answer wrote no ``Label:`` and ``label_probs`` were read after appending one."""
+    written_label: str | None = None
+    disagreement: str | None = None
+    """``no_label_line``, ``unknown_label``, ``conflicting_labels`` (the text's label could not be read) or
+    ``other_label`` (the text names another class than the distribution's argmax)."""
+
+    @property
+    def agrees(self) -> bool:
+        """The free text names the same label as the label position chose."""
+        return self.disagreement is None
+
+
+def to_answer(raw: str, label_probs: list[float] | None, label_set: LabelSet, prompt_tokens: int,
+              generated_tokens: int, forced_label: bool = False) -> TeacherAnswer:
+    """The one rule every backend follows to turn a generated text and its label distribution into an answer.
+
+    With a distribution the label is its argmax, whatever the reasoning did (parse failures cannot drop a pair);
+    the text's own label is kept for the reasoning/label agreement figure.  Without one (a backend that cannot
+    read it) the parsed text decides and a parse failure stays a failure.
+    """
+    parsed = parse_answer(raw, label_set)
+    if not label_probs:
+        return TeacherAnswer(parsed.label, [1.0 / label_set.num_classes] * label_set.num_classes, parsed.reasoning,
+                             raw, parsed.error, prompt_tokens, generated_tokens, forced_label, parsed.label, None)
+    chosen = label_set.classes[max(range(len(label_probs)), key=label_probs.__getitem__)]
+    if parsed.error is not None:
+        disagreement: str | None = parse_error_code(parsed.error)
+    else:
+        disagreement = None if parsed.label == chosen else "other_label"
+    return TeacherAnswer(chosen, list(label_probs), parsed.reasoning, raw, None, prompt_tokens, generated_tokens,
+                         forced_label, parsed.label, disagreement)
+
+
+LABEL_RULE = "argmax-at-label-position"
+"""How an answer's label is chosen (:func:`to_answer`); part of a teacher's identity, so records made under the
+older parse-the-text rule are not resumed into a shard made under this one."""
 
 
 class Teacher:
@@ -92,10 +134,7 @@ class Teacher:
 
     def _to_answer(self, g: Generation) -> TeacherAnswer:
         raw = str(self.tokenizer.decode(g.tokens, skip_special_tokens=True))
-        parsed = parse_answer(raw, self.label_set)
-        probs = g.label_probs or [1.0 / self.label_set.num_classes] * self.label_set.num_classes
-        return TeacherAnswer(parsed.label, probs, parsed.reasoning, raw, parsed.error, g.prompt_tokens, g.steps,
-                             g.forced_label)
+        return to_answer(raw, g.label_probs, self.label_set, g.prompt_tokens, g.steps, g.forced_label)
 
     @cached_property
     def _weights(self) -> str:
@@ -108,7 +147,8 @@ class Teacher:
             "steps": [s.get("step") for s in self.meta.steps], "label_set": self.meta.label_set,
             "prompt_version": PROMPT_VERSION, "item_fields": list(self.meta.item_fields),
             "max_prompt_tokens": self.meta.max_prompt_tokens, "max_field_chars": self.meta.max_field_chars,
-            "max_new_tokens": self.cfg.max_new_tokens, "decoding": "greedy", "dtype": str(self.model.dtype),
+            "max_new_tokens": self.cfg.max_new_tokens, "decoding": "greedy", "label_rule": LABEL_RULE,
+            "dtype": str(self.model.dtype),
         }
 
 
