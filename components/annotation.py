@@ -15,13 +15,18 @@ def plan_shards(shards: int) -> list:
 
 @component
 def annotate_shard(dataset: Input[Dataset], config_json: str, shard: int, num_shards: int,
-                   annotations: Output[Dataset], teacher: Input[Model] = None) -> None:
-    """Annotate shard ``shard`` of ``num_shards`` with the teacher (crash-safe: a restart resumes)."""
+                   annotations: Output[Dataset], teacher: Input[Model] = None, checkpoint_uri: str = "") -> None:
+    """Annotate shard ``shard`` of ``num_shards`` with the teacher (crash-safe: a restart resumes).  With
+    ``checkpoint_uri`` (``s3://``) every batch is checkpointed there, so a retried pod resumes on an empty disk."""
+    from distillery.annotation.checkpoint import checkpoint_key
     from distillery.stages._io import config_from_json
     from distillery.stages.annotate import annotate_shard as run
 
+    # The inputs' URIs are the same for every retry of this task (and for a resubmitted run that hits KFP's
+    # cache upstream), unlike the run id, which would also make this task's own cache key unique per run.
+    key = checkpoint_key(dataset.uri, teacher.uri if teacher else "", config_json)
     run(config_from_json(config_json), teacher.path if teacher else None, dataset.path, shard, num_shards,
-        annotations.path, metrics_dir=annotations.path)
+        annotations.path, metrics_dir=annotations.path, checkpoint_uri=checkpoint_uri, checkpoint_key=key)
 
 
 @component

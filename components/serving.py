@@ -1,8 +1,13 @@
 """After training: export to a Triton model repository, deploy it, evaluate it online against the champion."""
 
+from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 from components._base import component
+from distillery.images import image
+
+SERVING_IMAGE = image("serving")
+"""The TensorRT plan is built in the image that serves it: a plan loads only in the TensorRT that built it."""
 
 
 @component
@@ -19,11 +24,12 @@ def export_model_repository(model: Input[Model], dataset: Input[Dataset], config
 
 
 @component
-def deploy_model_repository(model_repository: Input[Artifact], target: str) -> str:
-    """Copy the repository to where Triton serves from (``s3://`` with checksums, or a directory)."""
+def deploy_model_repository(model_repository: Input[Artifact], target: str, run_label: str = "") -> str:
+    """Publish the repository where Triton serves from (``s3://`` with checksums, or a directory) as its next
+    version; ``run_label`` (the operator's run name) is recorded with the version."""
     from distillery.stages.deploy import deploy
 
-    return str(deploy(model_repository.path, target)["repository"])
+    return str(deploy(model_repository.path, target, run_label=run_label)["repository"])
 
 
 @component
@@ -38,3 +44,11 @@ def ab_evaluation(champion: str, challenger: Input[Model], dataset: Input[Datase
                progress=False, context={"data": "held-out test queries"})
     artifacts.finish(evaluation.path, m, metrics, report, keys=("users", "srm_p"))
     return str(m["decision"])
+
+
+@dsl.container_component
+def build_tensorrt_plan(model_repository: Input[Artifact], plan_repository: Output[Artifact]) -> dsl.ContainerSpec:
+    """The repository with every ``student_trt`` version's fp16 plan built from its plain graph, by the serving
+    image's own ``trtexec`` on a GPU (:mod:`distillery.export.plan`; a container step: that image has no kfp)."""
+    return dsl.ContainerSpec(image=SERVING_IMAGE, command=["python3", "-m", "distillery.export.plan"],
+                             args=["--repo", model_repository.path, "--out", plan_repository.path])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -301,9 +302,24 @@ class LaunchConfig:
     """The Kubeflow Trainer ``ClusterTrainingRuntime`` a ``trainjob`` refers to."""
     timeout_s: int = 86400
     """How long the pipeline step waits for a cluster job before failing it."""
+    staging_uri: str = "s3://distillery-runs/teacher-jobs"
+    """Where a cluster job's inputs and trained model travel (``s3://BUCKET/PREFIX``; one sub-prefix per job):
+    the job's pods share no disk with the pipeline step."""
+    gpu: bool = True
+    """A cluster job asks for ``procs_per_node`` NVIDIA GPUs per node and runs on the GPU node pool (false: CPU
+    nodes, gloo)."""
+    cpu_per_node: str = "8"
+    """CPU request of each node's pod (a Kubernetes quantity)."""
+    memory_per_node: str = "64Gi"
+    """Memory request and limit of each node's pod (a Kubernetes quantity)."""
 
     def __post_init__(self) -> None:
         _one_of("teacher.launch.launcher", self.launcher, ("local", "torchrun", "trainjob", "pytorchjob"))
+        for name, value in (("cpu_per_node", self.cpu_per_node), ("memory_per_node", self.memory_per_node)):
+            if not re.fullmatch(r"\d+(\.\d+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?", str(value)):
+                raise ConfigError(f"teacher.launch.{name}={value!r}: not a Kubernetes quantity (e.g. 8, 500m, 64Gi)")
+        if self.launcher in ("trainjob", "pytorchjob") and not self.staging_uri.startswith("s3://"):
+            raise ConfigError(f"teacher.launch.staging_uri={self.staging_uri!r}: a cluster job needs an s3:// URI")
         _in_range("teacher.launch.num_nodes", self.num_nodes, 1, 4096)
         _in_range("teacher.launch.procs_per_node", self.procs_per_node, 1, 64)
         _one_of("teacher.launch.strategy", self.strategy, ("ddp", "fsdp"))
@@ -339,6 +355,16 @@ class TeacherConfig:
     weights) or ``auto`` (bf16 where the hardware runs it natively, as for ``infer_dtype``)."""
     lora: bool = True
     """Train LoRA adapters (merged for export); ``false``: full fine-tuning."""
+    train_dtype: str = "auto"
+    """Weights dtype while training: ``float32``, ``bfloat16`` or ``auto`` (bfloat16 base weights under LoRA on a
+    GPU that has bf16, where memory is what limits the teacher's size, the adapters staying float32; float32 on
+    CPUs, where bf16 autocast already gives the speed, and for full fine-tuning, whose AdamW updates would be
+    lost to bf16's rounding).  Recorded in each step's summary."""
+    quantize: str = "none"
+    """``4bit``: QLoRA, the frozen base in 4-bit NF4 (bitsandbytes, CUDA only) under float32 LoRA adapters."""
+    micro_batch_size: int = 0
+    """Sequences per forward pass per process (0: the whole per-process share of the batch); the rest of
+    ``teacher.<step>.batch_size`` is reached by gradient accumulation, so the effective batch is unchanged."""
     lora_r: int = 16
     """LoRA rank."""
     lora_alpha: int = 32
@@ -379,6 +405,18 @@ class TeacherConfig:
     """Retries per request after a server error, timeout or malformed reply."""
     endpoint_samples: int = 3
     """Answers asked per pair before giving up (rejection sampling against the gold label)."""
+    endpoint_concurrency: int = 8
+    """Requests in flight at once when annotating through an engine (``--teacher openai:…``)."""
+    endpoint_patience: float = 120.0
+    """Seconds an annotation request keeps retrying 5xx/429/timeouts/refused connections (a server restarted
+    within this window goes unnoticed); past it the shard stops, and a rerun resumes it."""
+    endpoint_rate_limit: float = 0.0
+    """Client-side cap on annotation requests per second (0: none)."""
+    endpoint_logprobs: int = 5
+    """Top logprobs asked per generated token; the label distribution is read from them at the label position."""
+    endpoint_label_logprobs: int = 20
+    """Top logprobs of the one-token request that reads the label distribution when the answer wrote no
+    ``Label:`` (or the generation's top logprobs missed a class); vLLM's default cap is 20."""
     reward_encoder: str = "minilm"
     """Reward model encoder: ``minilm`` (packaged all-MiniLM-L6-v2), ``tiny`` or a local BERT directory."""
     reward_max_length: int = 256
@@ -411,6 +449,12 @@ class TeacherConfig:
         _in_range("teacher.batch_size", self.batch_size, 1, 4096)
         _one_of("teacher.infer_dtype", self.infer_dtype, ("auto", "float32", "bfloat16"))
         _one_of("teacher.mixed_precision", self.mixed_precision, ("auto", "no", "bf16"))
+        _one_of("teacher.train_dtype", self.train_dtype, ("auto", "float32", "bfloat16"))
+        _one_of("teacher.quantize", self.quantize, ("none", "4bit"))
+        if self.quantize != "none" and not self.lora:
+            raise ConfigError(f"teacher.quantize={self.quantize}: quantized weights are frozen; "
+                              "needs teacher.lora=true")
+        _in_range("teacher.micro_batch_size", self.micro_batch_size, 0, 4096)
         _in_range("teacher.lora_r", self.lora_r, 1, 1024)
         _in_range("teacher.lora_alpha", self.lora_alpha, 1, 4096)
         _in_range("teacher.lora_dropout", self.lora_dropout, 0.0, 0.9)
@@ -428,6 +472,11 @@ class TeacherConfig:
         _in_range("teacher.endpoint_timeout", self.endpoint_timeout, 0.0, 3600.0, lo_open=True)
         _in_range("teacher.endpoint_retries", self.endpoint_retries, 0, 100)
         _in_range("teacher.endpoint_samples", self.endpoint_samples, 1, 100)
+        _in_range("teacher.endpoint_concurrency", self.endpoint_concurrency, 1, 1024)
+        _in_range("teacher.endpoint_patience", self.endpoint_patience, 0.0, 86400.0)
+        _in_range("teacher.endpoint_rate_limit", self.endpoint_rate_limit, 0.0, 10**6)
+        _in_range("teacher.endpoint_logprobs", self.endpoint_logprobs, 0, 10**6)
+        _in_range("teacher.endpoint_label_logprobs", self.endpoint_label_logprobs, 1, 10**6)
         _in_range("teacher.reward_max_length", self.reward_max_length, 32, 4096)
         if len(self.reward_weights) != len(REWARD_DIMENSIONS) or any(w < 0 for w in self.reward_weights):
             raise ConfigError(f"teacher.reward_weights={self.reward_weights!r}: need {len(REWARD_DIMENSIONS)} "
@@ -519,8 +568,10 @@ class ExportConfig:
     from it, and every caller (``distillery export``, the pipeline's export step) passes ``cfg.export``."""
 
     variants: list[str] = field(default_factory=lambda: ["python"])
-    """Student variants written: ``python`` (onnxruntime in Triton's python backend: here and CPU nodes),
-    ``onnxruntime`` (the ``onnxruntime_onnx`` platform of NVIDIA's image), ``tensorrt`` (fp16 plan, GPU)."""
+    """Student variants written: ``python`` (onnxruntime in Triton's python backend: here and CPU nodes; serves
+    the graph its parity gate chose: fused fp32, int8 or OpenVINO), ``onnxruntime`` (the ``onnxruntime_onnx``
+    platform of NVIDIA's image; the graph ``onnx_graph`` names), ``tensorrt`` (fp16 plan on GPU nodes, built
+    from the plain graph: TensorRT reads standard ONNX operators only)."""
     serve_with: str = "python"
     """Which variant the ``relevance`` ensembles call (must be among ``variants``)."""
     int8: bool = False
@@ -531,6 +582,10 @@ class ExportConfig:
     exporting CPU has AMX / AVX512-BF16; elsewhere OpenVINO runs, and the version serves, fp32)."""
     fuse: bool = True
     """Apply onnxruntime's offline BERT fusions (fused attention/LayerNorm/GELU); gated like the plain graph."""
+    onnx_graph: str = "fused"
+    """The graph the ``onnxruntime`` variant (``student_onnx``) serves: ``fused`` (onnxruntime's contrib
+    operators, which Triton's onnxruntime backend runs; the int8 graph when int8 is served) or ``plain``
+    (standard ``ai.onnx`` operators only, fp32: the very graph the TensorRT plan is built from)."""
     parity_tolerance: float = 1e-4
     """Largest |logit difference| an fp32 graph may show against PyTorch on the parity set."""
     parity_min_agreement: float = 0.999
@@ -567,8 +622,10 @@ class ExportConfig:
     """Also serve ``relevance_direct``: tokenizer and student in one python model (one process hop fewer)."""
     trt_batch: list[int] = field(default_factory=lambda: [1, 8, 64])
     """TensorRT optimisation profile over the batch axis: MIN,OPT,MAX (``tensorrt`` variant)."""
-    trt_seq: list[int] = field(default_factory=lambda: [8, 64, 128])
-    """TensorRT optimisation profile over the sequence axis: MIN,OPT,MAX tokens."""
+    trt_seq: list[int] = field(default_factory=lambda: [1, 64, 128])
+    """TensorRT optimisation profile over the sequence axis: MIN,OPT,MAX tokens.  The engine rejects a request
+    outside it, so MIN must not exceed the shortest tokenised pair (3 tokens, or ``pad_to``) and MAX must
+    reach the student's ``max_length`` (checked when the repository is written)."""
 
     def __post_init__(self) -> None:
         for v in self.variants:
@@ -593,6 +650,15 @@ class ExportConfig:
             lo_opt_hi = getattr(self, name)
             if len(lo_opt_hi) != 3 or not 1 <= lo_opt_hi[0] <= lo_opt_hi[1] <= lo_opt_hi[2]:
                 raise ConfigError(f"export.{name}={lo_opt_hi!r}: expected MIN,OPT,MAX with 1 ≤ MIN ≤ OPT ≤ MAX")
+        _one_of("export.onnx_graph", self.onnx_graph, ("fused", "plain"))
+        if "onnxruntime" in self.variants and self.onnx_graph == "fused" and not self.fuse:
+            raise ConfigError("export.onnx_graph=fused but export.fuse=false: no fused graph is made; "
+                              "set export.onnx_graph=plain or export.fuse=true")
+        shortest = self.pad_to or 3  # [CLS] [SEP] [SEP]: no tokenised pair is shorter
+        if "tensorrt" in self.variants and self.trt_seq[0] > shortest:
+            raise ConfigError(f"export.trt_seq={self.trt_seq!r}: its MIN is above the shortest tokenised pair "
+                              f"({shortest} tokens{'' if self.pad_to else '; or set export.pad_to'}), "
+                              "which the TensorRT engine would reject")
         if "tensorrt" in self.variants and self.trt_batch[2] < self.max_batch:
             raise ConfigError(f"export.trt_batch={self.trt_batch!r}: its MAX is below export.max_batch="
                               f"{self.max_batch} (the TensorRT engine must take the largest batch)")
@@ -629,7 +695,7 @@ PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         "train": {"epochs": 2, "batch_size": 8, "lr": 1e-3, "eval_batch_size": 32, "patience": 2},
         "data": {"max_queries": 0},
         "teacher": {"model": "tiny", "max_prompt_tokens": 224, "max_new_tokens": 24, "batch_size": 8,
-                    "infer_dtype": "float32", "mixed_precision": "no",
+                    "infer_dtype": "float32", "mixed_precision": "no", "train_dtype": "float32",
                     "lora_r": 4, "lora_alpha": 8, "reward_encoder": "tiny", "reward_max_length": 96,
                     "samples_per_prompt": 3, "dapt_block_size": 64, "dpo_min_margin": 0.0,
                     "dapt": {"lr": 3e-3, "batch_size": 4, "epochs": 2}, "sft": {"lr": 3e-3, "batch_size": 4},

@@ -3,13 +3,13 @@
 It lives in ``pipelines/`` because ``kfp`` may only be imported here and in ``components/``; the
 operator (``distillery/operator/handlers.py``) uses it through the ``PipelineBackend`` protocol of
 ``distillery.operator.runs`` and never imports it: ``pipelines/operator.py``, kopf's entry module, injects it.
-The pipeline is compiled once per process, on the first submission.
+The pipeline is compiled once per process, on the first submission; each run's placement (GPU for the
+student steps, annotation parallelism) is applied to a copy of it (``pipelines/placement.py``).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,11 +17,11 @@ from typing import Any
 
 import yaml
 
+from distillery.operator.render import Placement
 from distillery.operator.runs import BackendUnavailable
 from distillery.operator.settings import OperatorSettings
 from distillery.operator.status import RunSnapshot
-
-log = logging.getLogger(__name__)
+from pipelines import placement as layout
 
 
 def compile_end_to_end(path: Path) -> set[str]:
@@ -67,16 +67,23 @@ class KfpBackend:
         runs = [r for r in (resp.runs or []) if r.display_name == name]
         return str(runs[0].run_id) if runs else None
 
-    def submit(self, name: str, experiment: str, arguments: Mapping[str, Any]) -> str:
-        package = self._compiled()
-        args = {k: v for k, v in arguments.items() if k in self._params}
-        unused = sorted(set(arguments) - set(args))
-        if unused:
-            log.warning("the end-to-end pipeline takes no parameter(s) %s; not passed", unused)
-        root = str(arguments["output_uri"]).rstrip("/") + "/kfp" if "output_uri" in arguments else None
+    def package(self, placement: Placement) -> Path:
+        """The compiled pipeline laid out as ``placement`` says, written beside the compiled one."""
+        compiled = self._compiled()
+        docs = [d for d in yaml.safe_load_all(compiled.read_text(encoding="utf-8")) if d]
+        path = compiled.with_name(f"end-to-end-gpu{int(placement.gpu)}-par{placement.parallelism}.yaml")
+        path.write_text(yaml.safe_dump_all(layout.apply(docs, placement), sort_keys=False), encoding="utf-8")
+        return path
+
+    def submit(self, name: str, experiment: str, arguments: Mapping[str, Any], placement: Placement) -> str:
+        package = self.package(placement)
+        unknown = sorted(set(arguments) - self._params)
+        if unknown:  # the operator and the pipeline disagree: submitting would silently drop a setting
+            raise ValueError(f"the end-to-end pipeline declares no parameter(s) {unknown}")
+        root = str(arguments["output_uri"]).rstrip("/") + "/kfp" if arguments.get("output_uri") else None
         try:
             result = self.client.create_run_from_pipeline_package(
-                str(package), arguments=args, run_name=name, experiment_name=experiment,
+                str(package), arguments=dict(arguments), run_name=name, experiment_name=experiment,
                 namespace=self.settings.kfp_namespace, pipeline_root=root)
         except Exception as exc:
             raise BackendUnavailable(f"KFP at {self.settings.kfp_host}: submitting {name} failed: {exc}") from exc

@@ -13,6 +13,15 @@ Order of judgement, each step with its reason in the decision:
 3. minimum sample per arm;
 4. the primary metric's confidence sequence above zero → promote (if no guardrail metric is
    significantly worse); below zero, or a guardrail metric significantly worse → rollback; else continue.
+
+The sequential test's running state (per challenger and metric: the mixing variance fixed at the first
+monitored look, the always-valid p-value so far, the last look's difference and variance, the looks
+done) is :meth:`Gate.state`, plain JSON; a gate rebuilt with ``Gate(..., state=...)`` continues the test
+where it stopped, which is how the operator keeps it in a ``RelevanceExperiment``'s status::
+
+    gate = Gate(cfg, "champion", {"champion": 90, "challenger": 10}, state=status.get("gate"))
+    decision = gate.check(table, ops)
+    status["gate"] = gate.state()
 """
 
 from __future__ import annotations
@@ -25,6 +34,9 @@ import numpy as np
 from distillery.abtest import stats
 from distillery.abtest.metrics import UserTable
 from distillery.config import ABTestConfig
+
+LAST_LOOK = ("nChampion", "nChallenger", "diff", "var")
+"""Sufficient statistics of the last monitored look kept in the state: sample sizes, difference, its variance."""
 
 
 def user_metrics(table: UserTable) -> dict[str, np.ndarray]:
@@ -77,7 +89,8 @@ class Decision:
 class Gate:
     """Sequential gate for one champion against one or more challengers."""
 
-    def __init__(self, cfg: ABTestConfig, champion: str, weights: dict[str, float]) -> None:
+    def __init__(self, cfg: ABTestConfig, champion: str, weights: dict[str, float],
+                 state: dict[str, Any] | None = None) -> None:
         if champion not in weights:
             raise ValueError(f"champion {champion!r} is not among the arms {list(weights)}")
         self.cfg = cfg
@@ -91,11 +104,47 @@ class Gate:
         self.metrics = [cfg.primary_metric] + [m for m in cfg.guardrail_metrics if m != cfg.primary_metric]
         self._tau2: dict[tuple[str, str], float] = {}
         self._p_min: dict[tuple[str, str], float] = {}
+        self._last: dict[tuple[str, str], dict[str, float]] = {}
+        self.looks = 0
         self.history: list[dict[str, Any]] = []
+        if state:
+            self._restore(state)
+
+    def state(self) -> dict[str, Any]:
+        """The running state of the sequential tests (JSON): what a later gate needs to continue them."""
+        tests: dict[str, dict[str, Any]] = {}
+        for (c, m), tau2 in sorted(self._tau2.items()):
+            tests.setdefault(c, {})[m] = {"tau2": tau2, "pMin": self._p_min.get((c, m), 1.0),
+                                          **self._last.get((c, m), {})}
+        return {"looks": self.looks, "alpha": self.alpha, "tests": tests}
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        """Adopt :meth:`state` of an earlier gate; a malformed state is a ``ValueError`` naming the field."""
+        try:
+            looks, alpha, tests = int(state["looks"]), float(state["alpha"]), dict(state["tests"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"gate state: looks, alpha and tests are required ({exc!r})") from None
+        if abs(alpha - self.alpha) > 1e-12:
+            # A different alpha (spec.gate.alpha edited mid-test) is a different test: it cannot continue this one.
+            raise ValueError(f"gate state: alpha {alpha:g} ≠ this gate's {self.alpha:g}")
+        for c, per_metric in tests.items():
+            for m, row in dict(per_metric or {}).items():
+                if row is None or c not in self.challengers or m not in self.metrics:
+                    continue  # deleted by a merge patch, or a test this gate does not run (it is dropped)
+                try:
+                    tau2, p_min = float(row["tau2"]), float(row["pMin"])
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise ValueError(f"gate state: tests.{c}.{m}: tau2 and pMin must be numbers ({exc!r})") from None
+                if not (tau2 > 0 and 0 <= p_min <= 1):
+                    raise ValueError(f"gate state: tests.{c}.{m}: tau2={tau2!r} must be > 0, pMin={p_min!r} in [0, 1]")
+                self._tau2[(c, m)], self._p_min[(c, m)] = tau2, p_min
+                self._last[(c, m)] = {k: float(row[k]) for k in LAST_LOOK if k in row}
+        self.looks = looks
 
     def check(self, table: UserTable, ops: dict[str, ArmOps] | None = None) -> Decision:
         """Judge the users seen so far (all of them, not only the last batch)."""
         ops = ops or {}
+        self.looks += 1
         per_user = user_metrics(table)
         arms = np.asarray(table.arms)
         masks = {a: arms == a for a in self.weights}
@@ -144,6 +193,7 @@ class Gate:
             p_look = stats.msprt_p_value(est.diff, est.var, tau2)
             if monitoring:
                 self._p_min[key] = min(self._p_min.get(key, 1.0), p_look)
+                self._last[key] = {"nChampion": est.n_a, "nChallenger": est.n_b, "diff": est.diff, "var": est.var}
             row = {"metric": m, "champion_mean": est.mean_a, "challenger_mean": est.mean_b, "diff": est.diff,
                    "rel_lift": est.rel_lift, "cs_low": lo, "cs_high": hi, "p_always_valid": self._p_min.get(key, 1.0),
                    "p_naive_z": stats.z_test_p_value(est.diff, est.var), "monitoring": monitoring}

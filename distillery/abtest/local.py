@@ -3,7 +3,7 @@
 1. both students go into one Triton repository (champion version 1 → ensemble ``relevance_v1``,
    challenger version 2 → ``relevance_v2``) and a real ``tritonserver`` serves them;
 2. the splitter runs as its own process (``python -m distillery.abtest.splitter_main``) on a free port, with the split
-   written as a file, and is waited for until ``/ready`` (every arm's model answers);
+   written as a file, and is waited for until ``/ready`` (Triton has loaded both versions by then);
 3. simulated users go through the splitter batch by batch; the gate looks after every batch;
 4. the decision JSON, the report with its plots, the exposure log, the events and the splitter's
    final ``/metrics`` are written to ``out``.

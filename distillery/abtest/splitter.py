@@ -3,9 +3,13 @@
 Endpoints
 - ``POST /v1/relevance`` ``{user_id, query, items}`` → ``{request_id, arm, served_by, fallback, scores,
   ranking, order, latency_ms}``; the arm is sticky per user (see :mod:`arms`); a failing arm's users are
-  served by the champion, and the failure is counted against the arm (requests outcome ``fallback``);
-- ``GET /metrics`` Prometheus text; ``GET /ready`` 200 only when every arm's model answers;
-  ``GET /healthz`` liveness;
+  served by the champion, and the failure is counted against the arm (requests outcome ``fallback``; the
+  exposure record says ``fallback``, which the gate counts as the arm's error);
+- ``POST /events``: click/conversion events, JSON Lines, idempotent by ``event_id`` (:mod:`events`) →
+  ``{accepted, duplicates}``;
+- ``GET /metrics`` Prometheus text; ``GET /ready`` 200 when the champion answers (or, without it, every arm
+  that carries traffic): a failing or absent challenger is failed over and never takes the champion's
+  traffic out of service; ``GET /healthz`` liveness;
 - ``GET /admin/split``; ``PUT /admin/split`` (a whole split) and ``POST /admin/weights``
   (``{"weights": {arm: percent}}``), bearer-token protected when a token is set.
 
@@ -31,6 +35,7 @@ from aiohttp import web
 
 from distillery.abtest.arms import Router, SplitConfig, SplitError, split_from_dict
 from distillery.abtest.backends import BackendError, ScoringBackend
+from distillery.abtest.events import BadEvents, EventStore, parse_events
 from distillery.abtest.exposure import ExposureLog
 from distillery.abtest.promtext import CONTENT_TYPE, Registry
 from distillery.abtest.protocol import BadRequest, Limits, parse_request, ranking
@@ -52,6 +57,7 @@ class SplitterMetrics:
         self.weight = r.gauge("splitter_arm_weight_percent", "Current share of users per arm.")
         self.reloads = r.counter("splitter_config_reloads_total", "Split changes by source and result.")
         self.moved = r.counter("splitter_buckets_moved_total", "Buckets (of 10,000) reassigned by split changes.")
+        self.events = r.counter("splitter_events_total", "Feedback events by result (accepted, duplicate).")
 
     def set_weights(self, split: SplitConfig) -> None:
         self.weight.clear()
@@ -71,6 +77,9 @@ class SplitterState:
     admin_token: str = ""
     poll_s: float = 1.0
     metrics: SplitterMetrics = field(default_factory=SplitterMetrics)
+    events: EventStore = field(default_factory=lambda: EventStore(None))
+    max_events: int = 10_000
+    """Events per ``POST /events`` body."""
     _file_digest: str = ""
 
     def apply(self, split: SplitConfig, source: str) -> int:
@@ -170,11 +179,36 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
+    """Ready when every request can be answered: the champion answers (every other arm fails over to it),
+    or, with the champion down, every arm carrying traffic answers. Other arms are not probed: a slow
+    challenger must not make the probe time out (Flagger/Argo keep the stable service serving whatever the
+    canary does)."""
     state = request.app[STATE]
     split = state.router.split
-    answers = await asyncio.gather(*(state.backend.ready(a, split.timeout_s) for a in split.arms))
-    arms = {a.name: ok for a, ok in zip(split.arms, answers, strict=True)}
-    return web.json_response({"ready": all(answers), "arms": arms}, status=200 if all(answers) else 503)
+    arms = {split.champion: await state.backend.ready(split.arm(split.champion), split.timeout_s)}
+    ok = arms[split.champion]
+    if not ok:
+        serving = [a for a in split.arms if a.weight > 0 and a.name != split.champion]
+        answers = await asyncio.gather(*(state.backend.ready(a, split.timeout_s) for a in serving))
+        arms.update({a.name: r for a, r in zip(serving, answers, strict=True)})
+        ok = split.arm(split.champion).weight == 0 and bool(serving) and all(answers)
+    return web.json_response({"ready": ok, "champion": split.champion, "arms": arms}, status=200 if ok else 503)
+
+
+async def events(request: web.Request) -> web.Response:
+    """Click/conversion events (JSON Lines); a replayed ``event_id`` is acknowledged, not counted again."""
+    state = request.app[STATE]
+    if not state.events.enabled:
+        return _json_error(404, "event collection is off (start the splitter with --events-log)")
+    try:
+        batch = parse_events(await request.read(), state.max_events)
+    except BadEvents as exc:
+        state.metrics.bad.inc(status="400")
+        return _json_error(400, str(exc))
+    accepted, duplicates = state.events.add(batch, lambda uid: state.router.assign(uid).name)
+    state.metrics.events.inc(accepted, result="accepted")
+    state.metrics.events.inc(duplicates, result="duplicate")
+    return web.json_response({"accepted": accepted, "duplicates": duplicates})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -230,6 +264,7 @@ async def _watch(app: web.Application) -> Any:
         task.cancel()
     await state.backend.close()
     state.exposure.close()
+    state.events.close()
 
 
 def build_app(state: SplitterState) -> web.Application:
@@ -239,7 +274,8 @@ def build_app(state: SplitterState) -> web.Application:
     state.metrics.set_weights(state.router.split)
     if state.split_path is not None:
         state._file_digest = hashlib.sha256(state.split_path.read_bytes()).hexdigest()
-    app.add_routes([web.post("/v1/relevance", relevance), web.get("/metrics", metrics), web.get("/ready", ready),
+    app.add_routes([web.post("/v1/relevance", relevance), web.post("/events", events),
+                    web.get("/metrics", metrics), web.get("/ready", ready),
                     web.get("/healthz", healthz), web.get("/admin/split", get_split),
                     web.put("/admin/split", put_split), web.post("/admin/weights", put_split)])
     app.cleanup_ctx.append(_watch)
@@ -248,7 +284,8 @@ def build_app(state: SplitterState) -> web.Application:
 
 def make_state(split_path: str | Path, triton_url: str, *, client: str = "relevance", protocol: str = "http",
                exposure_log: str | None = None, admin_token: str = "", poll_s: float = 1.0,
-               limits: Limits | None = None, backend: ScoringBackend | None = None) -> SplitterState:
+               limits: Limits | None = None, backend: ScoringBackend | None = None,
+               events_log: str | None = None) -> SplitterState:
     """A splitter over Triton (or an injected backend) from a split file.
 
     ``client="relevance"`` (default) goes through ``distillery.serving.client.RelevanceClient`` (HTTP or
@@ -266,7 +303,7 @@ def make_state(split_path: str | Path, triton_url: str, *, client: str = "releva
     be = backend or (TritonHttpBackend(triton_url) if client == "aiohttp"
                      else TritonBackend(triton_url, protocol=protocol, timeout_s=split.timeout_s))
     return SplitterState(Router(split), be, ExposureLog(exposure_log), limits or Limits(), Path(split_path),
-                         admin_token, poll_s)
+                         admin_token, poll_s, events=EventStore(events_log))
 
 
 async def start(state: SplitterState, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, str]:

@@ -5,6 +5,9 @@ CPU commands (tiny teacher, seconds)::
     distillery annotate --teacher tiny --data synthetic:200 --shard 0 --num-shards 2 --out /tmp/ann --profile tiny
     distillery annotate --teacher tiny --data synthetic:200 --shard 1 --num-shards 2 --out /tmp/ann --profile tiny
     distillery annotate merge --in /tmp/ann --out /tmp/ann/annotations.jsonl
+
+On a cluster each shard also checkpoints its records to the artifact store and a retried pod resumes from there
+(:mod:`distillery.annotation.checkpoint`).
 """
 
 from distillery.annotation.merge import MergeReport, load_annotations, merge_shards

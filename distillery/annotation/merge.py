@@ -53,6 +53,10 @@ class MergeReport:
     decoder_dtype: list[str] = field(default_factory=list)
     """The precision(s) the decoder ran in."""
     label_agreement: float | None = None
+    requests_per_second: float = 0.0
+    """An inference engine's requests per second of waiting on it (0: the in-process teacher)."""
+    engine_tokens_per_second: float = 0.0
+    """Completion tokens per second the engine reported (label reads included)."""
     """Share of labelled records whose free text names the same label as the label position chose (None: no
     record says)."""
 
@@ -69,9 +73,16 @@ class MergeReport:
                 f"side: {self.pairs_per_second_all_shards:.2f} pairs/s. Per CPU-second: "
                 f"{self.pairs_per_cpu_second:.2f} pairs, {self.generated_tokens_per_cpu_second:.1f} "
                 f"generated tokens. Phases: prefill {self.prefill_tokens_per_second:.0f} prompt tokens/s, "
-                f"decoding {self.decode_tokens_per_second:.0f} tokens/s.\n\n"
+                f"decoding {self.decode_tokens_per_second:.0f} tokens/s.{self._engine_line()}\n\n"
                 f"Odd answers (kept, cleaned or nulled; records by reason): {odd}.\n\n"
                 f"Decoder precision: {', '.join(self.decoder_dtype) or 'not recorded'}. Hardware:\n{machines}\n")
+
+
+    def _engine_line(self) -> str:
+        if not self.requests_per_second:
+            return ""
+        return (f" Engine: {self.requests_per_second:.2f} requests/s, {self.engine_tokens_per_second:.1f} "
+                "completion tokens/s.")
 
 
 def _share(x: float | None) -> str:
@@ -123,7 +134,8 @@ def _throughput(paths: list[ShardPaths]) -> dict[str, float]:
     """Rates over the shards' generation time (model loading excluded); CPU time gives the rate per busy core,
     which a machine shared with other work does not distort."""
     rates, pairs, secs, cpu, ptok, gtok = [], 0, 0.0, 0.0, 0, 0
-    phase = {"decode_seconds": 0.0, "decode_tokens": 0.0, "prefill_seconds": 0.0, "prefill_tokens": 0.0}
+    phase = {"decode_seconds": 0.0, "decode_tokens": 0.0, "prefill_seconds": 0.0, "prefill_tokens": 0.0,
+             "engine_requests": 0.0, "engine_seconds": 0.0, "engine_completion_tokens": 0.0}
     for sp in paths:
         s_pairs, s_secs = 0, 0.0
         for rec in _stats_lines(sp.stats):
@@ -144,7 +156,9 @@ def _throughput(paths: list[ShardPaths]) -> dict[str, float]:
             "generated_tokens_per_cpu_second": _rate(gtok, cpu),
             "pairs_per_cpu_second": _rate(pairs, cpu),
             "decode_tokens_per_second": _rate(phase["decode_tokens"], phase["decode_seconds"]),
-            "prefill_tokens_per_second": _rate(phase["prefill_tokens"], phase["prefill_seconds"])}
+            "prefill_tokens_per_second": _rate(phase["prefill_tokens"], phase["prefill_seconds"]),
+            "requests_per_second": _rate(phase["engine_requests"], phase["engine_seconds"]),
+            "engine_tokens_per_second": _rate(phase["engine_completion_tokens"], phase["engine_seconds"])}
 
 
 def _machines(paths: list[ShardPaths], records: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
@@ -225,7 +239,8 @@ def merge_shards(in_dir: str | Path, out_file: str | Path) -> MergeReport:
         t.get("pairs_per_cpu_second", 0.0), t.get("decode_tokens_per_second", 0.0),
         t.get("prefill_tokens_per_second", 0.0), teacher=records[0].get("teacher", {}) if records else {},
         issues=dict(sorted(issues.items())), hardware=machines, decoder_dtype=dtypes,
-        label_agreement=agreement(records),
+        label_agreement=agreement(records), requests_per_second=t.get("requests_per_second", 0.0),
+        engine_tokens_per_second=t.get("engine_tokens_per_second", 0.0),
     )
     out.with_suffix(".report.md").write_text(report.to_markdown(), encoding="utf-8")
     out.with_suffix(".report.json").write_text(json.dumps(report.__dict__, indent=1), encoding="utf-8")

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tqdm.auto import tqdm
 
@@ -25,6 +25,7 @@ from distillery import hardware
 from distillery.annotation.shards import (
     AnnotationError,
     append_records,
+    encode_records,
     pair_key,
     partition,
     read_shard_file,
@@ -36,6 +37,9 @@ from distillery.config import Config
 from distillery.data.schema import LabelSet, Pair, get_label_set
 from distillery.data.splits import Splits, hide_labels, split_pairs
 from distillery.teacher.prompt import clean_text, parse_error_code
+
+if TYPE_CHECKING:
+    from distillery.annotation.checkpoint import ShardCheckpoint
 
 
 class TeacherLike(Protocol):
@@ -65,6 +69,12 @@ class ShardResult:
     """The precision the decoder ran in (its weights' dtype), ``None`` for a teacher without weights."""
     hardware: dict[str, Any] = dataclasses.field(default_factory=dict)
     """:func:`distillery.hardware.describe` of the machine that annotated: model, ISA, tracked flags."""
+    checkpoint: str | None = None
+    """The artifact-store prefix the records were checkpointed to (``None``: local disk only)."""
+    restored: int = 0
+    """Records the artifact store held when the shard started (a restarted pod resumes after them)."""
+    engine: dict[str, float] = dataclasses.field(default_factory=dict)
+    """An inference engine's figures (requests, requests/s, tokens/s: :func:`_engine_rates`); empty in-process."""
 
 
 def _stable_fraction(key: tuple[str, str], salt: str) -> float:
@@ -238,12 +248,34 @@ def _phases(timing: Any, before: dict[str, float]) -> dict[str, float]:
             "decode_seconds": delta["decode_seconds"], "decode_tokens": delta["decode_tokens"]}
 
 
+def _engine(teacher: Any) -> dict[str, float]:
+    """An engine-backed teacher's request counters (its ``engine_stats``), empty for the in-process teacher."""
+    stats = getattr(teacher, "engine_stats", None)
+    return dict(stats.snapshot()) if stats is not None else {}
+
+
+def _engine_rates(now: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    """This run's engine requests and tokens, and their rates over the time spent waiting on the engine."""
+    if not now:
+        return {}
+    d = {k: now[k] - before.get(k, 0) for k in now}
+    secs = d["seconds"]
+    return {"engine_requests": d["requests"], "engine_label_reads": d["label_reads"], "engine_seconds": secs,
+            "engine_prompt_tokens": d["prompt_tokens"], "engine_completion_tokens": d["completion_tokens"],
+            "engine_retried": d.get("retried", 0),
+            "requests_per_second": d["requests"] / secs if secs > 0 else 0.0,
+            "engine_tokens_per_second": d["completion_tokens"] / secs if secs > 0 else 0.0}
+
+
 def annotate_shard(teacher: TeacherLike, pairs: list[Pair], shard: int, num_shards: int, out_dir: str | Path,
-                   cfg: Config, data_name: str = "") -> ShardResult:
-    """Annotate this shard's share of ``pairs`` into ``out_dir``, resuming after its last complete record."""
+                   cfg: Config, data_name: str = "", checkpoint: ShardCheckpoint | None = None) -> ShardResult:
+    """Annotate this shard's share of ``pairs`` into ``out_dir``, resuming after its last complete record;
+    with ``checkpoint`` each batch also goes to the artifact store, and a start in an empty ``out_dir`` resumes
+    from there (:mod:`distillery.annotation.checkpoint`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = shard_paths(out, shard, num_shards)
+    restored = checkpoint.restore(paths) if checkpoint else 0
     mine = partition(pairs, shard, num_shards)
     expected = [pair_key(p) for p in mine]
     settings = {"batch_size": cfg.annotate.batch_size}
@@ -254,9 +286,13 @@ def annotate_shard(teacher: TeacherLike, pairs: list[Pair], shard: int, num_shar
         "generation": settings,
     })
     done, torn = _resume_point(paths.records, expected)
+    if checkpoint:
+        checkpoint.save_manifest(paths.manifest)
+        checkpoint.catch_up(paths.records, done)
     bs = cfg.annotate.batch_size
     timing = getattr(getattr(teacher, "decoder", None), "timing", None)  # the LLM teacher's phase clock
     phase0 = dataclasses.asdict(timing) if timing is not None else {}
+    engine0 = _engine(teacher)
     t0, cpu0 = time.perf_counter(), time.process_time()
     written = prompt_tok = gen_tok = 0
     starts = range((done // bs) * bs, len(mine), bs)
@@ -273,18 +309,22 @@ def annotate_shard(teacher: TeacherLike, pairs: list[Pair], shard: int, num_shar
         recs = [_record(p, a, teacher_id, settings, label_set) for p, a in zip(batch, answers, strict=True)]
         issues.update(i for r in recs[skip:] for i in r["issues"])
         append_records(paths.records, recs[skip:], fsync=cfg.annotate.fsync)
+        if checkpoint:  # only after the local fsync: the store never holds a record the local file lacks
+            checkpoint.push(encode_records(recs[skip:]), start + skip, len(recs) - skip)
         written += len(recs) - skip
         prompt_tok += sum(r["prompt_tokens"] for r in recs)
         gen_tok += sum(r["generated_tokens"] for r in recs)
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
     dtype, machine = _dtype(teacher, teacher_id), hardware.describe()
+    engine = _engine_rates(_engine(teacher), engine0)
     result = ShardResult(shard, num_shards, len(mine), done, written, torn, seconds, prompt_tok, gen_tok,
-                         str(paths.records), {k: issues[k] for k in ISSUES if issues[k]}, dtype, machine)
+                         str(paths.records), {k: issues[k] for k in ISSUES if issues[k]}, dtype, machine,
+                         checkpoint.prefix if checkpoint else None, restored, engine=engine)
     if written or torn:
         regenerated = max(0, len(mine) - (done // bs) * bs)  # including the redone part of a batch
         append_records(paths.stats, [{"pairs_generated": regenerated, "seconds": seconds, "cpu_seconds": cpu_seconds,
                                       "prompt_tokens": prompt_tok, "generated_tokens": gen_tok,
-                                      "resumed_after": done, **_phases(timing, phase0), "dtype": dtype,
+                                      "resumed_after": done, **_phases(timing, phase0), **engine, "dtype": dtype,
                                       "hardware": hardware.cpu().line(), "isa": machine["isa"],
                                       "flags": machine["flags"]}])
     return result

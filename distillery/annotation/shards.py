@@ -120,11 +120,16 @@ def truncate_to(path: Path, size: int) -> None:
         os.fsync(fh.fileno())
 
 
+def encode_records(records: list[dict[str, Any]]) -> bytes:
+    """The bytes of ``records`` as shard lines (the local file and the artifact store's parts hold the same)."""
+    return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records).encode()
+
+
 def append_records(path: Path, records: list[dict[str, Any]], fsync: bool = True) -> None:
     """Append records as one write: a crash leaves whole lines plus at most one torn last line."""
     if not records:
         return
-    blob = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records).encode()
+    blob = encode_records(records)
     with path.open("ab") as fh:
         fh.write(blob)
         fh.flush()

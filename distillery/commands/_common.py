@@ -66,6 +66,7 @@ def check_student_dir(path: str, flag: str = "--model") -> None:
 
 def check_teacher(name: str, flag: str = "--teacher") -> None:
     """``tiny``, ``smollm2``, a teacher directory or a Hugging Face causal LM directory — not a student."""
+    from distillery.teacher import engines  # noqa: F401  (registers openai: and vllm:)
     from distillery.teacher.protocol import BACKENDS
 
     if name in ("tiny", "smollm2") or name.partition(":")[0] in BACKENDS:

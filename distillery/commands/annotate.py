@@ -43,6 +43,12 @@ def _run_shard(args: argparse.Namespace) -> int:
           + (f" (half-written line {m['torn_line_redone']} redone)" if m["torn_line_redone"] else "")
           + f", {m['written']} written in {m['seconds']:.1f} s ({rate:.2f} pairs/s, "
           f"{m['generated_tokens'] / max(m['seconds'], 1e-9):.1f} generated tokens/s) → {m['path']}")
+    engine = m.get("engine") or {}
+    if engine:
+        print(f"engine: {engine['engine_requests']:.0f} requests ({engine['engine_label_reads']:.0f} label reads, "
+              f"{engine['engine_retried']:.0f} retried) in "
+              f"{engine['engine_seconds']:.1f} s: {engine['requests_per_second']:.2f} requests/s, "
+              f"{engine['engine_tokens_per_second']:.1f} tokens/s")
     return 0
 
 
@@ -71,7 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_common(p)
     p.add_argument("action", nargs="?", choices=("run", "merge"), default="run",
                    help="'merge' checks and joins the shards of --in into --out (default: annotate a shard)")
-    p.add_argument("--teacher", help="teacher model: a teacher directory, 'smollm2' or 'tiny'")
+    p.add_argument("--teacher", help="teacher model: a teacher directory, 'smollm2', 'tiny', or an engine: "
+                                      "openai:URL,model=NAME[,key=value…] or vllm:MODEL")
     p.add_argument("--data", help="data spec of the pairs (annotate.split picks logs/train/all of it)")
     p.add_argument("--shard", type=int, default=0, help="this shard's index (0-based)")
     p.add_argument("--num-shards", type=int, default=1, help="number of shards")

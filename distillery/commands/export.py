@@ -31,7 +31,7 @@ def _profile(flag: str, text: str | None) -> list[int] | None:
         values = []
     if len(values) != 3:
         raise ValueError(f"{flag} {text!r}: expected MIN,OPT,MAX integers, e.g. "
-                         f"{'1,8,64' if flag == '--trt-batch' else '8,64,128'}")
+                         f"{'1,8,64' if flag == '--trt-batch' else '1,64,128'}")
     return values
 
 
@@ -96,6 +96,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--instances", type=int, help="CPU instances per model (export.instances)")
     p.add_argument("--threads", type=int, help="onnxruntime threads per student instance (export.threads)")
     p.add_argument("--trt-batch", help="TensorRT profile MIN,OPT,MAX batch (export.trt_batch, default 1,8,64)")
-    p.add_argument("--trt-seq", help="TensorRT profile MIN,OPT,MAX sequence length (export.trt_seq, default 8,64,128)")
+    p.add_argument("--trt-seq", help="TensorRT profile MIN,OPT,MAX sequence length (export.trt_seq, default 1,64,128)")
     p.add_argument("--work-dir", help="keep the ONNX files here (default: a temporary directory)")
     p.set_defaults(handler=run_export_cmd)

@@ -1,10 +1,11 @@
-"""``distillery teacher dapt|sft|reward|dpo|evaluate``: arguments for :mod:`distillery.stages.teacher`.
+"""``distillery teacher dapt|sft|reward|dpo|evaluate|serve``: arguments for :mod:`distillery.stages.teacher`.
 
     distillery teacher dapt --data synthetic:300 --out /tmp/t/dapt --profile tiny
     distillery teacher sft --data synthetic:300 --base /tmp/t/dapt --out /tmp/t/sft --profile tiny
     distillery teacher reward --data synthetic:300 --base /tmp/t/sft --out /tmp/t/reward --profile tiny
     distillery teacher dpo --data synthetic:300 --base /tmp/t/sft --reward /tmp/t/reward --out /tmp/t/dpo --profile tiny
     distillery teacher evaluate --model /tmp/t/dpo --data synthetic:100 --out /tmp/t/eval.json --profile tiny
+    distillery teacher serve --model tiny --profile tiny --port 8000      # OpenAI-compatible API on loopback
 """
 
 from __future__ import annotations
@@ -79,3 +80,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--reward", help="reward model directory (adds its mean score per head)")
     s.add_argument("--max-pairs", type=int, default=0, help="evaluate the first N pairs only")
     s.set_defaults(handler=run_evaluate)
+    _register_serve(steps)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from distillery.teacher.serve import check_address, serve
+    from distillery.teacher.serve_engine import ServedModel
+
+    check_teacher(args.model, "--model")
+    check_at_least(args.port, 0, "--port")
+    check_at_least(args.max_logprobs, 0, "--max-logprobs")
+    if args.port > 65535:
+        raise ValueError(f"--port {args.port}: must be at most 65535")
+    check_address(args.host, args.port)
+    cfg = config_from_args(args)
+    served = ServedModel.load(args.model, cfg, args.max_logprobs)
+    serve(served, args.host, args.port, cfg.teacher.max_new_tokens, verbose=args.verbose)
+    return 0
+
+
+def _register_serve(steps: argparse._SubParsersAction) -> None:
+    s = steps.add_parser("serve", help="serve a teacher through an OpenAI-compatible HTTP API (completions, chat)",
+                         description="distillery teacher serve --model tiny|smollm2|DIR --host 127.0.0.1 --port N")
+    add_common(s)
+    s.add_argument("--model", required=True, help="teacher directory, 'smollm2', 'tiny' or a HF causal LM")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    s.add_argument("--port", type=int, default=8000, help="port (0: a free one, printed)")
+    s.add_argument("--max-logprobs", type=int, default=20,
+                   help="largest logprobs=K a request may ask (vLLM's default 20; 0: the whole vocabulary)")
+    s.add_argument("--verbose", action="store_true", help="log every request")
+    s.set_defaults(handler=run_serve)

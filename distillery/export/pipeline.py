@@ -102,6 +102,20 @@ class ExportResult:
             return {"engine": "onnxruntime", "precision": "int8", "quantization": dict(INT8_SETTINGS)}
         return {"engine": "onnxruntime", "precision": "fp32"}
 
+    def graph_for(self, variant: str, onnx_graph: str = "fused") -> Path:
+        """The graph each student variant serves (``export.variants``): ``python`` the gated :attr:`served`
+        graph; ``onnxruntime`` the fused one (int8 when int8 is served) or, with ``onnx_graph="plain"``, the
+        plain one; ``tensorrt`` always the plain graph, the only one TensorRT's parser reads."""
+        if variant == "tensorrt" or (variant == "onnxruntime" and onnx_graph == "plain"):
+            return self.onnx
+        if variant == "onnxruntime":
+            return self.int8 if self.precision == "int8" and self.int8 is not None else self.fused or self.onnx
+        return self.served
+
+    def graph_label(self, path: Path) -> str:
+        """``plain fp32``, ``fused fp32`` or ``int8``: what a graph file of this export is."""
+        return {self.onnx: "plain fp32", self.fused: "fused fp32", self.int8: "int8"}.get(path, str(path))
+
     @property
     def served_precision(self) -> str:
         """The precision the served version runs at (bf16 asked for on a CPU without it: fp32)."""

@@ -30,6 +30,10 @@ def hardware_line(info: dict[str, Any] | None) -> str:
     return f"{info.get('model')} ({info.get('cpus')} CPUs; {', '.join(traits)}; flags: {flags})"
 
 
+def _profile_line(p: dict[str, int]) -> str:
+    return f"{p['min_batch']}/{p['opt_batch']}/{p['max_batch']} × {p['min_seq']}/{p['opt_seq']}/{p['max_seq']}"
+
+
 def write_export_report(repo: str | Path, version: int, entry: dict[str, Any], champion: int) -> Path:
     """``export-report-v<N>.md`` and ``.png`` at the repository root (Triton ignores top-level files)."""
     import matplotlib
@@ -64,6 +68,11 @@ def write_export_report(repo: str | Path, version: int, entry: dict[str, Any], c
         f"`{entry['serve_with']}` (requested: {requested}); role: {role}",
         *([f"- int8 quantiser: {', '.join(f'{k}={v}' for k, v in quant.items())}"] if quant else []),
         f"- ensembles: `relevance_v{version}`" + (", `relevance`" if champion == version else ""),
+        *([f"- graph per model: {', '.join(f'`{m}` {g}' for m, g in entry['graphs'].items())}"]
+          if entry.get("graphs") else []),
+        *([f"- TensorRT profile (batch × sequence, min/opt/max): {_profile_line(entry['tensorrt']['profile'])}; "
+           "`model.plan` is built from the plain graph on a GPU node (`distillery.export.plan`)"]
+          if entry.get("tensorrt") else []),
         f"- gate measured on: {hardware_line(entry.get('hardware'))}", "",
         "## Parity with the PyTorch student", "",
         "Every graph that can be served is gated against its own bounds; `ran` is the precision the engine really "

@@ -10,8 +10,11 @@ Layout (templates: package data in ``distillery/serving/templates/``, see
     tokenizer/{config.pbtxt, N/model.py, N/student/{tokenizer.json, tokenizer_config.json, distillery.json}}
     student/{config.pbtxt, N/model.py, N/model.onnx, N/runtime.json}
                                                               python backend + onnxruntime or OpenVINO (CPU, here)
-    student_onnx/{config.pbtxt, N/model.onnx}                 onnxruntime_onnx platform (variant "onnxruntime")
-    student_trt/{config.pbtxt, N/model.onnx}                  tensorrt_plan; model.plan built on the GPU node
+    student_onnx/{config.pbtxt, N/model.onnx}                 onnxruntime_onnx platform (variant "onnxruntime"):
+                                                              the fused graph, or the plain one (export.onnx_graph)
+    student_trt/{config.pbtxt, N/model.onnx}                  tensorrt_plan: the plain graph (standard ONNX ops);
+                                                              N/model.plan built from it on a GPU node
+                                                              (:mod:`distillery.export.plan`)
     relevance/{config.pbtxt, 1/}                              ensemble pinned to the champion's version
     relevance_vN/{config.pbtxt, 1/}                           ensemble pinned to version N
     relevance_direct/{config.pbtxt, N/model.py, N/model.onnx, N/runtime.json, N/student/...}
@@ -31,6 +34,7 @@ low-latency entry point on CPU nodes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -71,13 +75,15 @@ def _values(opts: ExportConfig, num_labels: int) -> dict[str, Any]:
     return dict(max_batch=opts.max_batch, queue_delay_us=opts.queue_delay_us, cpu_instances=opts.instances,
                 gpu_instances=opts.gpu_instances, threads=opts.threads, num_labels=num_labels, pad_to=opts.pad_to,
                 micro_batch=opts.micro_batch,
-                trt_max_batch=min(opts.max_batch, p.max_batch), trt_opt_batch=p.opt_batch,
+                trt_max_batch=min(opts.max_batch, p.max_batch), trt_opt_batch=min(p.opt_batch, opts.max_batch),
                 trt_batch=f"{p.min_batch}/{p.opt_batch}/{p.max_batch}", trt_seq=f"{p.min_seq}/{p.opt_seq}/{p.max_seq}")
 
 
 def _write_ensemble(repo: Path, name: str, version: int, opts: ExportConfig, num_labels: int) -> None:
     d = repo / name
     (d / "1").mkdir(parents=True, exist_ok=True)
+    # Triton needs the ensemble's (empty) version folder; S3 stores no empty folder, so it holds a file.
+    (d / "1" / ".keep").write_text("version folder of an ensemble\n", encoding="utf-8")
     text = render(templates_dir() / "relevance" / "config.pbtxt", name=name, version=version,
                   student=VARIANT_MODELS[opts.serve_with], **_values(opts, num_labels))
     (d / "config.pbtxt").write_text(text, encoding="utf-8")
@@ -93,21 +99,21 @@ def _write_python_model(d: Path, template: Path, version: int, vals: dict[str, A
             shutil.copy2(student_dir / f, d / str(version) / "student" / f)
 
 
-def _write_version(repo: Path, student_dir: Path, onnx: Path, version: int, opts: ExportConfig,
+def _write_version(repo: Path, student_dir: Path, graphs: dict[str, Path], version: int, opts: ExportConfig,
                    num_labels: int, runtime: dict[str, Any]) -> None:
     tpl = templates_dir()
     vals = _values(opts, num_labels)
     _write_python_model(repo / "tokenizer", tpl / "tokenizer", version, vals, student_dir)
     if opts.direct and "python" in opts.variants:
         _write_python_model(repo / "relevance_direct", tpl / "relevance_direct", version, vals, student_dir)
-        shutil.copy2(onnx, repo / "relevance_direct" / str(version) / "model.onnx")
+        shutil.copy2(graphs["python"], repo / "relevance_direct" / str(version) / "model.onnx")
         _write_runtime(repo / "relevance_direct" / str(version), runtime)
     for variant in opts.variants:
         d = repo / VARIANT_MODELS[variant]
         (d / str(version)).mkdir(parents=True, exist_ok=True)
         (d / "config.pbtxt").write_text(render(tpl / VARIANT_TEMPLATES[variant] / "config.pbtxt", **vals),
                                         encoding="utf-8")
-        shutil.copy2(onnx, d / str(version) / "model.onnx")
+        shutil.copy2(graphs[variant], d / str(version) / "model.onnx")
         if variant == "python":
             shutil.copy2(tpl / "student_python" / "model.py", d / str(version) / "model.py")
             _write_runtime(d / str(version), runtime)
@@ -134,13 +140,34 @@ def _student_meta(student_dir: Path) -> dict[str, Any]:
     return dict(json.loads(meta_file.read_text(encoding="utf-8")))
 
 
+def check_tensorrt_input(onnx: Path, profile: TrtProfile, longest: int) -> None:
+    """The ``student_trt`` graph must be one TensorRT can parse (standard ONNX operators only) and its profile
+    must cover every sequence the tokenizer sends (``longest``: the student's ``max_length`` or ``pad_to``)."""
+    from distillery.export.onnx_export import check_standard  # imports torch: kept off the serving image's path
+
+    check_standard(onnx)
+    if profile.max_seq < longest:
+        raise ValueError(f"export.trt_seq MAX {profile.max_seq} < {longest}, the longest sequence the tokenizer "
+                         "sends (the student's max_length, or export.pad_to): the TensorRT engine would reject it")
+
+
+def tensorrt_entry(profile: TrtProfile) -> dict[str, Any]:
+    """The manifest's ``tensorrt`` record of a version: the profile its plan must be built with (the one its
+    ``config.pbtxt`` was rendered from); ``built`` is filled by :mod:`distillery.export.plan`.  No paths: a
+    published version may be renumbered, its files live in ``student_trt/<version>/``."""
+    return {"profile": dataclasses.asdict(profile), "built": None}
+
+
 def write_version(student_dir: str | Path, repo: str | Path, version: int, onnx: str | Path,
                   options: ExportConfig | None = None, promote: bool = True,
-                  info: dict[str, Any] | None = None, runtime: dict[str, Any] | None = None) -> dict[str, Any]:
+                  info: dict[str, Any] | None = None, runtime: dict[str, Any] | None = None,
+                  graphs: dict[str, Path] | None = None) -> dict[str, Any]:
     """Add (or replace) version ``version`` of a local repository from an exported graph.
 
     ``options`` (default ``ExportConfig()``) says how the repository serves it: variants, batching, instances.
     ``runtime`` names the engine of the python-backend models (default onnxruntime, the graph's own precision).
+    ``graphs`` gives a variant its own graph (default: ``onnx`` for every variant); the ``tensorrt`` variant's
+    graph must hold standard ONNX operators only (:func:`check_tensorrt_input`), else nothing is written.
 
     Returns the updated manifest.  The new version gets its ensemble ``relevance_v<version>``;
     ``relevance`` points at it when ``promote`` is set or no champion exists yet.
@@ -156,9 +183,12 @@ def write_version(student_dir: str | Path, repo: str | Path, version: int, onnx:
             raise ValueError(f"{out}: version {v} serves classes {entry['classes']}, {student} has {meta['classes']}; "
                              "versions side by side must share the label set")
     num_labels = len(meta["classes"])
+    per_variant = {v: Path(onnx) for v in (*opts.variants, "python")} | dict(graphs or {})
+    if "tensorrt" in opts.variants:
+        check_tensorrt_input(per_variant["tensorrt"], trt_profile(opts), max(int(meta["max_length"]), opts.pad_to))
     out.mkdir(parents=True, exist_ok=True)
     runtime = check_runtime(runtime or {}, f"version {version} runtime")
-    _write_version(out, student, Path(onnx), version, opts, num_labels, runtime)
+    _write_version(out, student, per_variant, version, opts, num_labels, runtime)
     _write_ensemble(out, f"relevance_v{version}", version, opts, num_labels)
     if promote or manifest.get("champion") is None:
         _write_ensemble(out, "relevance", version, opts, num_labels)
@@ -167,6 +197,8 @@ def write_version(student_dir: str | Path, repo: str | Path, version: int, onnx:
                                           "item_fields": meta["item_fields"], "max_length": meta["max_length"],
                                           "variants": list(opts.variants), "serve_with": opts.serve_with,
                                           "runtime": runtime,
+                                          **({"tensorrt": tensorrt_entry(trt_profile(opts))}
+                                             if "tensorrt" in opts.variants else {}),
                                           **(info or {})}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     write_export_report(out, version, manifest["versions"][str(version)], manifest["champion"])
@@ -212,8 +244,10 @@ def build_repository(student_dir: str | Path, out_repo: str | Path, version: int
         info = {"precision": result.served_precision, "requested_precision": result.requested,
                 "refused": result.refused, "hardware": result.hardware,
                 "parity": [r.to_dict() for r in result.reports], "student_dir": str(student_dir)}
+        graphs = {v: result.graph_for(v, ex.onnx_graph) for v in (*ex.variants, "python")}
+        info["graphs"] = {VARIANT_MODELS[v]: result.graph_label(g) for v, g in graphs.items() if v in ex.variants}
         manifest = write_version(student, local, version, result.served, ex, promote, info=info,
-                                 runtime=result.runtime)
+                                 runtime=result.runtime, graphs=graphs)
         if storage.is_s3(out_repo):
             storage.copy_tree(local, str(out_repo))
     return manifest

@@ -6,6 +6,10 @@ Runs where TensorRT is installed (NVIDIA's TensorRT or Triton container on a GPU
 
 or, equivalently, the command :func:`trtexec_command` prints (``--print-trtexec``).  TensorRT cannot be
 installed on CPU-only machines; :func:`build_engine` then fails with :class:`TensorRTUnavailable`.
+
+A plan only loads in the TensorRT version that built it, so the pipeline builds it inside the image that serves
+it (:data:`TRITON_IMAGE`, whose ``trtexec`` is the TensorRT of its own Triton backend): see
+:mod:`distillery.export.plan`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distillery.serving.preprocess import INPUT_NAMES
+
+TRITON_RELEASE = "25.01"
+"""NVIDIA's Triton container release: the one place its tag is named (``images/serving/Dockerfile`` starts FROM
+:data:`TRITON_IMAGE`, a test holds them equal).  Release 25.01 is Triton 2.54 with TensorRT 10.8 (10.8.0.43, as
+in ``nvcr.io/nvidia/tensorrt:25.01-py3``; NVIDIA's release notes and frameworks support matrix): TensorRT ≥ 10,
+so the plan keeps the tokenizer's INT64 inputs."""
+TRITON_IMAGE = f"nvcr.io/nvidia/tritonserver:{TRITON_RELEASE}-py3"
+"""Triton with the python, onnxruntime and TensorRT backends, and TensorRT's ``trtexec``."""
+TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
+"""Where NVIDIA's Triton and TensorRT images keep ``trtexec`` (not on ``PATH`` there)."""
 
 
 class TensorRTUnavailable(RuntimeError):
@@ -56,12 +70,12 @@ class TrtProfile:
 
 
 def trtexec_command(onnx: str | Path, plan: str | Path, profile: TrtProfile, fp16: bool = True,
-                    workspace_mb: int = 4096) -> list[str]:
+                    workspace_mb: int = 4096, trtexec: str = "trtexec") -> list[str]:
     """The ``trtexec`` invocation that builds the same engine as :func:`build_engine`."""
     def dims(i: int) -> str:
         return ",".join(f"{n}:{s[i][0]}x{s[i][1]}" for n, s in profile.shapes().items())
 
-    cmd = ["trtexec", f"--onnx={onnx}", f"--saveEngine={plan}", f"--minShapes={dims(0)}",
+    cmd = [trtexec, f"--onnx={onnx}", f"--saveEngine={plan}", f"--minShapes={dims(0)}",
            f"--optShapes={dims(1)}", f"--maxShapes={dims(2)}", f"--memPoolSize=workspace:{workspace_mb}M"]
     return [*cmd, "--fp16"] if fp16 else cmd
 
@@ -109,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("onnx")
     p.add_argument("plan")
     p.add_argument("--batch", default="1,8,64", help="MIN,OPT,MAX batch")
-    p.add_argument("--seq", default="8,64,128", help="MIN,OPT,MAX sequence length")
+    p.add_argument("--seq", default="1,64,128", help="MIN,OPT,MAX sequence length (export.trt_seq)")
     p.add_argument("--no-fp16", action="store_true")
     p.add_argument("--print-trtexec", action="store_true", help="print the equivalent trtexec command and exit")
     args = p.parse_args(argv)

@@ -20,14 +20,16 @@ from typing import Any
 import kopf
 import kubernetes
 
-from distillery.operator import render, rollout
-from distillery.operator.analysis import MetricsSourceError, analyse
+from distillery.export.champion import PromotionError, promote_version
+from distillery.operator import render, repository, rollout
+from distillery.operator.analysis import Analysis, GateStateError, MetricsSourceError, analyse
 from distillery.operator.results import MetricsUnavailable, read_final_metrics
 from distillery.operator.runs import BackendUnavailable, PipelineBackend, ensure_submitted
 from distillery.operator.settings import OperatorSettings
 from distillery.operator.spec import (
     GROUP,
     VERSION,
+    DistillationRunSpec,
     RelevanceExperimentSpec,
     SpecError,
     parse_distillation_run,
@@ -107,13 +109,39 @@ def submit_run(spec: kopf.Spec, status: kopf.Status, name: str, namespace: str |
     except SpecError as exc:
         raise _invalid(exc, patch) from exc
     run_name = render.run_name(namespace or "", name, uid)
+    deployment = {} if status.get("runId") else _deployment(run, patch)
     try:
-        run_id, adopted = ensure_submitted(backend(), run, run_name, status)
+        run_id, adopted = ensure_submitted(backend(), run, run_name, status, deployment.get("repository", ""),
+                                           deployment.get("champion", ""))
     except BackendUnavailable as exc:
         raise kopf.TemporaryError(str(exc), delay=SETTINGS.retry_s) from exc
     if not status.get("runId"):
-        patch.status.update(submitted_status(run_id, run_name, adopted, _now()))
+        patch.status.update({**submitted_status(run_id, run_name, adopted, _now()), "deployment": deployment})
         kopf.info(body, reason="Adopted" if adopted else "Submitted", message=f"KFP run {run_id} ({run_name})")
+
+
+def _deployment(run: DistillationRunSpec, patch: kopf.Patch) -> dict[str, str]:
+    """Where the run publishes (``spec.serving.repository`` or the operator's default) and the champion serving
+    there now, which the new student must match; an unreadable repository is waited for."""
+    repo = render.serving_repository(run, SETTINGS.serving_repository)
+    if not repo:
+        return {"repository": "", "champion": "", "note": "no serving repository: the run deploys nothing"}
+    try:
+        champion, note = repository.champion_student(repository.read_manifest(repo))
+    except repository.RepositoryUnavailable as exc:
+        patch.status["message"] = f"waiting for the serving repository: {exc}"
+        raise kopf.TemporaryError(str(exc), delay=SETTINGS.retry_s) from exc
+    return {"repository": repo, "champion": champion, "note": note}
+
+
+def _published(status: kopf.Status) -> dict[str, Any]:
+    """``status.published`` of a succeeded run, read back from the serving repository by the run's name."""
+    repo = str((status.get("deployment") or {}).get("repository") or "")
+    try:
+        manifest = repository.read_manifest(repo) if repo else None
+    except repository.RepositoryUnavailable as exc:
+        raise kopf.TemporaryError(f"published version: {exc}", delay=SETTINGS.retry_s) from exc
+    return repository.published_status(repo, repository.published(manifest, str(status.get("runName") or "")))
 
 
 @kopf.timer(*RUNS, interval=SETTINGS.poll_s, initial_delay=SETTINGS.poll_s,
@@ -130,7 +158,7 @@ def poll_run(spec: kopf.Spec, status: kopf.Status, body: kopf.Body, patch: kopf.
             metrics = read_final_metrics(parse_distillation_run(spec).output_uri)
         except (MetricsUnavailable, SpecError) as exc:
             raise kopf.TemporaryError(f"final metrics: {exc}", delay=SETTINGS.retry_s) from exc
-        new = metrics_status(new, metrics, _now())
+        new = {**metrics_status(new, metrics, _now()), "published": _published(status)}
     patch.status.update(new)
     if new["phase"] != status.get("phase") and new["phase"] in TERMINAL_PHASES:
         (kopf.info if new["phase"] == "Succeeded" else kopf.warn)(body, reason=new["phase"], message=new["message"])
@@ -168,11 +196,41 @@ def start_experiment(spec: kopf.Spec, status: kopf.Status, name: str, namespace:
                                                   f"at {w['challenger']}% of users")
 
 
+def _look(exp: RelevanceExperimentSpec, weights: dict[str, int], state: rollout.RolloutState, status: kopf.Status,
+          body: kopf.Body, patch: kopf.Patch) -> Analysis:
+    """One look of the gate, continuing the sequential test recorded in ``status.gate`` (it survives restarts)."""
+    try:
+        try:
+            return analyse(exp.gate, exp.metrics_uri, weights, state.step_started, status.get("gate"))
+        except GateStateError as exc:
+            # A record this gate cannot continue (spec.gate.alpha edited, a corrupt status) cannot heal by
+            # retrying: this step's test starts afresh, which can only delay a decision, and says so.
+            kopf.warn(body, reason="GateStateReset", message=str(exc))
+            return analyse(exp.gate, exp.metrics_uri, weights, state.step_started)
+    except MetricsSourceError as exc:
+        patch.status["message"] = f"waiting for metrics: {exc}"
+        raise kopf.TemporaryError(str(exc), delay=SETTINGS.retry_s) from exc
+
+
+def _promote_in_repository(exp: RelevanceExperimentSpec, patch: kopf.Patch) -> None:
+    """Make the challenger the repository's champion before the split and status say so (a retry is safe)."""
+    from distillery.storage import StorageError
+
+    repo = exp.serving_uri or SETTINGS.serving_repository
+    try:
+        if not repo:
+            raise PromotionError("no model repository: set spec.serving.repository or DISTILLERY_SERVING_REPOSITORY")
+        promote_version(repo, exp.challenger.version, exp.challenger.model)
+    except (PromotionError, StorageError, OSError) as exc:
+        patch.status["message"] = f"promotion waits for the model repository: {exc}"
+        raise kopf.TemporaryError(f"promotion: {exc}", delay=SETTINGS.retry_s) from exc
+
+
 @kopf.timer(*EXPERIMENTS, interval=SETTINGS.tick_s,
             when=lambda status, **_: status.get("phase") == "Progressing")
 def analyse_experiment(spec: kopf.Spec, status: kopf.Status, name: str, namespace: str | None, uid: str,
                        body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    """When an analysis is due: run the gate, step the traffic, promote or roll back."""
+    """When an analysis is due: run the gate, step the traffic, promote (repository, then splitter) or roll back."""
     try:
         exp = parse_relevance_experiment(spec, f"RelevanceExperiment {namespace}/{name}")
     except SpecError as exc:
@@ -182,16 +240,16 @@ def analyse_experiment(spec: kopf.Spec, status: kopf.Status, name: str, namespac
     if not rollout.analysis_due(exp, state, now):
         return
     weights = render.weights(exp, state.step, state.phase)
-    try:
-        result = analyse(exp.gate, exp.metrics_uri, weights, state.step_started)
-    except MetricsSourceError as exc:
-        patch.status["message"] = f"waiting for metrics: {exc}"
-        raise kopf.TemporaryError(str(exc), delay=SETTINGS.retry_s) from exc
+    result = _look(exp, weights, state, status, body, patch)
     t = rollout.step(exp, state, result.decision, result.reason, now)
+    if t.decision == "promote":
+        _promote_in_repository(exp, patch)
     moved = render.weights(exp, t.state.step, t.state.phase) != weights or t.state.champion != state.champion
     w = write_split(namespace or "", name, uid, exp, t.state) if moved else weights
     patch.status.update({**t.state.to_status(), "weights": w, "decision": t.decision,
-                         "latestAnalysis": result.to_status(now), "message": t.event[2]})
+                         "latestAnalysis": result.to_status(now), "message": t.event[2],
+                         "conditions": t.conditions(list(status.get("conditions") or []), now),
+                         **({"gate": result.gate_state} if result.gate_state else {})})
     kopf.event(body, type=t.event[0], reason=t.event[1], message=t.event[2])
 
 

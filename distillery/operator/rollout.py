@@ -7,8 +7,10 @@ then ``Promoted`` or ``RolledBack`` (terminal). Each analysis feeds the gate's d
 gate says      transition
 =============  ===================================================================================
 ``promote``    the next step if it leaves the champion traffic (< 100 %); else **promote**: the
-               champion becomes the challenger's version with all the traffic
-``rollback``   **roll back**: challenger weight 0, champion unchanged
+               champion becomes the challenger's version with all the traffic (the handler rewrites the
+               model repository's champion first, :mod:`distillery.export.champion`)
+``rollback``   **roll back**: challenger weight 0, champion unchanged, the reason in the ``RolledBack``
+               condition, ``message`` and a Warning Event
 ``continue``   stay; after ``gate.maxAnalysesPerStep`` analyses at one step (if set), roll back
 =============  ===================================================================================
 
@@ -25,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from distillery.operator.spec import Arm, RelevanceExperimentSpec
+from distillery.operator.status import set_condition
 
 TERMINAL = ("Promoted", "RolledBack", "Invalid")
 
@@ -52,6 +55,17 @@ class Transition:
     state: RolloutState
     decision: str
     event: tuple[str, str, str]
+    cause: str = ""
+    """Why a terminal transition happened, as a condition reason (``GateRollback``, ``NoDecision``, ``GatePromote``)."""
+
+    def conditions(self, old: list[dict[str, Any]], now: str) -> list[dict[str, Any]]:
+        """``old`` conditions with this transition's outcome recorded: ``Promoted`` / ``RolledBack`` set
+        (True, the cause and the full reason) once the experiment ends; unchanged otherwise."""
+        if self.decision == "rollback":
+            return set_condition(old, "RolledBack", "True", self.cause, self.event[2], now)
+        if self.decision == "promote":
+            return set_condition(old, "Promoted", "True", self.cause, self.event[2], now)
+        return list(old)
 
 
 def initial_state(spec: RelevanceExperimentSpec, now: str) -> RolloutState:
@@ -90,7 +104,7 @@ def step(spec: RelevanceExperimentSpec, state: RolloutState, decision: str, reas
     looked = replace(state, analyses=state.analyses + 1, step_analyses=state.step_analyses + 1, last_analysis=now)
     ch = spec.challenger
     if decision == "rollback":
-        return _rollback(looked, f"gate: {reason}")
+        return _rollback(looked, f"gate: {reason}", "GateRollback")
     if decision == "promote":
         nxt = state.step + 1
         if nxt < len(spec.steps) and spec.steps[nxt] < 100:
@@ -100,15 +114,18 @@ def step(spec: RelevanceExperimentSpec, state: RolloutState, decision: str, reas
                               f"({reason})"))
         promoted = replace(looked, phase="Promoted", champion=ch)
         return Transition(promoted, "promote", ("Normal", "Promoted",
-                          f"{ch.model} v{ch.version} is the champion now ({reason})"))
+                          f"{ch.model} v{ch.version} is the champion now ({reason})"), "GatePromote")
     limit = spec.max_analyses_per_step
     if limit and looked.step_analyses >= limit:
-        return _rollback(looked, f"no decision after {limit} analyses at {spec.steps[state.step]}% ({reason})")
+        return _rollback(looked, f"no decision after {limit} analyses at {spec.steps[state.step]}% ({reason})",
+                         "NoDecision")
     return Transition(looked, "continue", ("Normal", "Analysed", reason))
 
 
-def _rollback(state: RolloutState, why: str) -> Transition:
-    return Transition(replace(state, phase="RolledBack"), "rollback", ("Warning", "RolledBack", why))
+def _rollback(state: RolloutState, why: str, cause: str) -> Transition:
+    """All traffic back to the champion, which stays; ``why`` goes into the Event, message and condition."""
+    return Transition(replace(state, phase="RolledBack"), "rollback",
+                      ("Warning", "RolledBack", f"all traffic back on the champion: {why}"), cause)
 
 
 def _t(stamp: str) -> datetime:

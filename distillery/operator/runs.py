@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from distillery.operator.render import pipeline_arguments
+from distillery.operator.render import Placement, pipeline_arguments, placement
 from distillery.operator.spec import DistillationRunSpec
 from distillery.operator.status import RunSnapshot
 
@@ -30,8 +30,9 @@ class PipelineBackend(Protocol):
         """The id of the run with display name ``name``, if one exists."""
         ...
 
-    def submit(self, name: str, experiment: str, arguments: Mapping[str, Any]) -> str:
-        """Compile (once) and submit the end-to-end pipeline; returns the new run's id."""
+    def submit(self, name: str, experiment: str, arguments: Mapping[str, Any], placement: Placement) -> str:
+        """Compile (once) and submit the end-to-end pipeline with ``arguments`` (each a parameter it declares),
+        laid out as ``placement`` says; returns the new run's id."""
         ...
 
     def get_run(self, run_id: str) -> RunSnapshot:
@@ -39,12 +40,14 @@ class PipelineBackend(Protocol):
 
 
 def ensure_submitted(backend: PipelineBackend, spec: DistillationRunSpec, name: str,
-                     status: Mapping[str, Any]) -> tuple[str, bool]:
-    """The run id for this CR, submitting only if no run exists yet; returns (run id, adopted)."""
+                     status: Mapping[str, Any], serving_uri: str = "", champion: str = "") -> tuple[str, bool]:
+    """The run id for this CR, submitting only if no run exists yet; returns (run id, adopted).  The run
+    publishes into ``serving_uri`` (if it beats ``champion``) under its own name as the version's label."""
     known = status.get("runId")
     if known:
         return str(known), True
     found = backend.find_run(name)
     if found:
         return found, True
-    return backend.submit(name, spec.experiment, pipeline_arguments(spec)), False
+    arguments = pipeline_arguments(spec, serving_uri, champion, run_label=name)
+    return backend.submit(name, spec.experiment, arguments, placement(spec)), False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -21,11 +22,17 @@ class OperatorSettings:
     """Seconds between two checks whether an experiment's analysis is due (``DISTILLERY_TICK_SECONDS``)."""
     retry_s: float = 30.0
     """Delay before retrying when a dependency is not ready (``DISTILLERY_RETRY_SECONDS``)."""
+    serving_repository: str = "s3://distillery-models/triton"
+    """The Triton model repository a DistillationRun publishes into when its ``spec.serving.repository`` is unset
+    (``DISTILLERY_SERVING_REPOSITORY``; the one manifests/base/triton.yaml serves). Empty: runs deploy nothing."""
 
     def __post_init__(self) -> None:
         for name in ("poll_s", "tick_s", "retry_s"):
             if not 0 < getattr(self, name) <= 86400:
                 raise ValueError(f"operator setting {name}={getattr(self, name)!r}: must be in (0, 86400] seconds")
+        if self.serving_repository and not re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,62}(/.*)?$", self.serving_repository):
+            raise ValueError(f"operator setting DISTILLERY_SERVING_REPOSITORY={self.serving_repository!r}: "
+                             "must be s3://BUCKET/PREFIX or empty")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -38,4 +45,5 @@ class OperatorSettings:
             poll_s=float(e.get("DISTILLERY_POLL_SECONDS", d.poll_s)),
             tick_s=float(e.get("DISTILLERY_TICK_SECONDS", d.tick_s)),
             retry_s=float(e.get("DISTILLERY_RETRY_SECONDS", d.retry_s)),
+            serving_repository=e.get("DISTILLERY_SERVING_REPOSITORY", d.serving_repository),
         )

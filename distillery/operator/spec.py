@@ -19,13 +19,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from distillery.config import ABTEST_METRICS, ABTestConfig, ConfigError
+from distillery.data.schema import DataError
+from distillery.data.spec import check_spec
 
 GROUP = "distillery.relevance.dev"
 VERSION = "v1alpha1"
 PROFILES = ("tiny", "demo", "full")
+LAUNCHERS = ("local", "trainjob", "pytorchjob")
+"""Where a DistillationRun's teacher trains (``teacher.launch.launcher``); ``torchrun`` is for one machine, not a CR."""
+_TARGET = r"(s3://[a-z0-9][a-z0-9.-]{1,62}/[^,]+|[^,:]+)"
+_FIELDS = r"(query_id|query|item_id|title|brand|color|attributes|bullet_points|description|label|label_source)"
+_NOISE = r"(0(\.([0-4][0-9]*|50*)?)?|\.([0-4][0-9]*|50*))"
 DATA_SOURCE = re.compile(
-    r"^(s3://[a-z0-9][a-z0-9.-]{1,62}/.*|(esci|jsonl|csv|parquet):.+|synthetic:[0-9]+(,seed=[0-9]+)?)$"
+    rf"^(esci:{_TARGET}(,locale=[^,]*)*"
+    rf"|(jsonl|csv|tsv|parquet):{_TARGET}(,{_FIELDS}=[^,]+)*"
+    rf"|synthetic:0*[1-9][0-9]*(,(seed=[0-9]+|noise={_NOISE}))*)$"
 )
+"""The CRD's pattern for ``spec.data.source``: what :func:`distillery.data.spec.check_spec` accepts, in a form the
+API server can check (a test holds both to the same table of cases); the operator runs ``check_spec`` itself."""
 S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,62}(/.*)?$")
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 METRICS_URI = re.compile(r"^(s3://|file://|/).+")
@@ -119,11 +130,21 @@ class DistillationRunSpec:
     teacher_model: str | None = None
     shards: int = 4
     parallelism: int = 4
+    """Shards annotated at once: the annotation ParallelFor's limit in the submitted pipeline."""
     student_model: str | None = None
     epochs: int | None = None
     max_length: int | None = None
     gpu: bool = True
-    model_name: str = "relevance"
+    """The student steps (distillation, seed-label baseline) request a GPU and run on the GPU node pool."""
+    serving_uri: str | None = None
+    """``spec.serving.repository``: the Triton model repository (``s3://``) a deployable student is published into
+    as the next version (unset: the operator's ``DISTILLERY_SERVING_REPOSITORY``)."""
+    launcher: str | None = None
+    """``spec.teacher.training.launcher`` → ``teacher.launch.launcher`` (unset: the profile decides)."""
+    num_nodes: int | None = None
+    """``spec.teacher.training.numNodes`` → ``teacher.launch.num_nodes``."""
+    procs_per_node: int | None = None
+    """``spec.teacher.training.procsPerNode`` → ``teacher.launch.procs_per_node``."""
     experiment: str = "relevance-distillery"
 
 
@@ -143,22 +164,29 @@ def _parse_distillation_run(spec: Mapping[str, Any] | None) -> DistillationRunSp
         if not isinstance(value, str):
             raise SpecError(f"spec.overrides.{key}", f"must be a string, got {value!r}")
     ann, student, output = r.sub("annotation"), r.sub("student"), r.sub("output", required=True)
-    source = r.sub("data", required=True).text("source", required=True, pattern=DATA_SOURCE)
-    if (m := re.match(r"synthetic:([0-9]+)", source)) and int(m.group(1)) == 0:
-        raise SpecError("spec.data.source", f"{source!r}: the synthetic marketplace needs at least one pair")
+    teacher = r.sub("teacher")
+    training = teacher.sub("training")
+    source = r.sub("data", required=True).text("source", required=True)
+    try:
+        check_spec(source)  # the data layer's own rules, so that the pipeline's first step cannot refuse it
+    except DataError as exc:
+        raise SpecError("spec.data.source", str(exc)) from None
     return DistillationRunSpec(
         data_source=source,
         output_uri=output.text("uri", required=True, pattern=S3_URI),
         profile=r.text("profile", "full", choices=PROFILES),
         overrides=dict(overrides),
-        teacher_model=r.sub("teacher").text("model"),
+        teacher_model=teacher.text("model"),
         shards=ann.integer("shards", 4, 1, 256),
         parallelism=ann.integer("parallelism", 4, 1, 64),
         student_model=student.text("model"),
         epochs=student.integer("epochs", None, 1, 100),
         max_length=student.integer("maxLength", None, 16, 1024),
         gpu=student.flag("gpu", True),
-        model_name=output.text("modelName", "relevance", pattern=MODEL_NAME),
+        serving_uri=r.sub("serving").text("repository", pattern=S3_URI),
+        launcher=training.text("launcher", choices=LAUNCHERS),
+        num_nodes=training.integer("numNodes", None, 1, 4096),
+        procs_per_node=training.integer("procsPerNode", None, 1, 64),
         experiment=r.sub("kfp").text("experiment", "relevance-distillery"),
     )
 
@@ -205,6 +233,9 @@ class RelevanceExperimentSpec:
     """``spec.gate.maxAnalysesPerStep``: analyses at one step without a decision before rolling back (0: no limit)."""
     interval_s: int = 300
     config_map: str = "distillery-splitter"
+    serving_uri: str | None = None
+    """``spec.serving.repository``: the Triton model repository whose champion a promotion rewrites (unset: the
+    operator's ``DISTILLERY_SERVING_REPOSITORY``, where DistillationRuns publish)."""
 
 
 def _arm(r: _Reader, key: str) -> Arm:
@@ -287,4 +318,5 @@ def _parse_relevance_experiment(spec: Mapping[str, Any] | None) -> RelevanceExpe
         max_analyses_per_step=max_analyses,
         interval_s=r.integer("analysisIntervalSeconds", 300, 1, 86400),
         config_map=r.sub("splitter").text("configMap", "distillery-splitter", pattern=DNS_NAME),
+        serving_uri=r.sub("serving").text("repository", None, pattern=METRICS_URI),
     )

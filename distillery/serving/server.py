@@ -102,13 +102,22 @@ def load_failures(log: str) -> list[tuple[str, str, str]]:
     return out
 
 
+REMOTE_SCHEMES = ("s3://", "gs://", "as://")
+
+
+def is_remote(repo: str | Path) -> bool:
+    """A repository Triton reads from object storage (``s3://[http://HOST:PORT/]BUCKET/PATH``)."""
+    return str(repo).startswith(REMOTE_SCHEMES)
+
+
 class TritonServer:
     """Start ``tritonserver`` on a model repository; a context manager that stops it on exit."""
 
     def __init__(self, repo: str | Path, http_port: int = 0, grpc_port: int = 0, metrics_port: int = 0, *,
                  env_dir: str | Path | None = None, startup_timeout_s: float = 180.0, log_verbose: int = 0,
                  extra_args: tuple[str, ...] = ()) -> None:
-        self.repo = Path(repo).resolve()
+        # Triton reads s3:// (and gs://, as://) repositories itself, as the cluster's Triton does.
+        self.repo: str | Path = str(repo) if is_remote(repo) else Path(repo).resolve()
         self.ports = {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}
         self.env_dir = Path(env_dir) if env_dir else default_env_dir()
         self.startup_timeout_s = startup_timeout_s
@@ -146,7 +155,7 @@ class TritonServer:
 
     def start(self) -> TritonServer:
         """Launch the server and block until ``/v2/health/ready`` answers 200."""
-        if not self.repo.is_dir():
+        if isinstance(self.repo, Path) and not self.repo.is_dir():
             raise ServerError(f"--repo {self.repo}: no such model repository directory")
         check_env(self.env_dir)
         self._tmp = Path(tempfile.mkdtemp(prefix="distillery-triton-"))

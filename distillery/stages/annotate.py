@@ -32,25 +32,30 @@ def shard_indices(num_shards: int) -> list[int]:
 
 
 def annotate_shard(cfg: Config, teacher: str | None, data: DatasetLike, shard: int, num_shards: int,
-                   out_dir: str | Path, *, metrics_dir: str | Path | None = None) -> dict[str, Any]:
+                   out_dir: str | Path, *, metrics_dir: str | Path | None = None, checkpoint_uri: str = "",
+                   checkpoint_key: str = "") -> dict[str, Any]:
     """Annotate shard ``shard`` of ``num_shards`` into ``out_dir`` (crash-safe: a rerun resumes) with ``teacher``
     (a name :func:`distillery.teacher.protocol.open_teacher` takes: a teacher directory, ``smollm2``, ``tiny``, a
     registered backend's ``PREFIX:…``; ``None``: the profile's base ``teacher.model``, zero-shot).
 
     Returns the shard's figures (with ``teacher_load_seconds``); they are also written as ``metrics.json`` to
-    ``metrics_dir`` when given (shards of a CLI run share one directory, so it writes none).
+    ``metrics_dir`` when given (shards of a CLI run share one directory, so it writes none).  With
+    ``checkpoint_uri`` (``s3://``) the records are also checkpointed under it, by ``checkpoint_key``, and a
+    restart in an empty ``out_dir`` resumes from there (:mod:`distillery.annotation.checkpoint`).
     """
     from distillery.annotation import annotate_shard as run_shard
     from distillery.annotation import select_pairs
+    from distillery.annotation.checkpoint import open_checkpoint
     from distillery.teacher.protocol import open_teacher
 
     ds = open_dataset(data)
     pairs = select_pairs(ds.all_pairs() if cfg.annotate.split == "all" else ds.splits, cfg)
     model = teacher or cfg.teacher.model
+    ckpt = open_checkpoint(checkpoint_uri, checkpoint_key, int(shard), int(num_shards))  # a bad URI fails first
     t0 = time.perf_counter()
     loaded = open_teacher(model, cfg)
     load_seconds = round(time.perf_counter() - t0, 1)
-    result = run_shard(loaded, pairs, int(shard), int(num_shards), out_dir, cfg, data_name=ds.name)
+    result = run_shard(loaded, pairs, int(shard), int(num_shards), out_dir, cfg, data_name=ds.name, checkpoint=ckpt)
     metrics = {"teacher": model, "selected": len(pairs), "teacher_load_seconds": load_seconds,
                **dataclasses.asdict(result)}
     if metrics_dir is not None:

@@ -1,8 +1,10 @@
 """Deploy stage: put a model repository where Triton serves it, or serve it with Triton here.
 
-:func:`deploy` is the pipeline's ``deploy_model_repository`` step (copy to a directory or ``s3://``, with
-checksums); :func:`serve` is ``distillery serve`` (the ``tritonserver`` bundled in ``nvidia-pytriton`` on the
-repository until it exits or is interrupted).
+:func:`deploy` is the pipeline's ``deploy_model_repository`` step: it publishes the exported repository into
+the serving repository (a directory or ``s3://``, with checksums) as its NEXT version, registered as the
+challenger when a champion serves already (:mod:`distillery.export.publish`); :func:`serve` is
+``distillery serve`` (the ``tritonserver`` bundled in ``nvidia-pytriton`` on the repository until it exits or
+is interrupted).
 
 CPU commands::
 
@@ -22,14 +24,18 @@ if TYPE_CHECKING:
     from distillery.serving.server import TritonServer
 
 
-def deploy(repo: str | Path, target: str, out_dir: str | Path | None = None) -> dict[str, Any]:
-    """Copy the model repository ``repo`` to ``target`` (a directory or ``s3://``); with ``out_dir`` also
-    ``metrics.json`` there.  Returns ``{"repository": <the deployed location>, "source": repo}``."""
-    from distillery.storage import copy_tree
+def deploy(repo: str | Path, target: str, out_dir: str | Path | None = None, *,
+           run_label: str = "") -> dict[str, Any]:
+    """Publish the exported model repository ``repo`` into ``target`` (a directory or ``s3://``) as its next
+    version, recording ``run_label`` (the operator's run name) with it; with ``out_dir`` also ``metrics.json``
+    there.  Returns ``{"repository": target, "version": N, "role": "champion"|"challenger", "champion": C,
+    "published": bool, "source": repo}``."""
+    from distillery.export.publish import publish_version
 
     if not target:
+        # The pipeline skips this step when it has no serving_uri (its dsl.If); a direct call without one is a bug.
         raise ValueError("deploy: no target given (the pipeline's serving_uri)")
-    metrics = {"repository": copy_tree(repo, target), "source": str(repo)}
+    metrics = {**publish_version(repo, target, run_label=run_label), "source": str(repo)}
     if out_dir is not None:
         write_metrics(metrics, out_dir)
     return metrics

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from distillery.config import Config
 from distillery.stages._io import table_report, write_metrics
-from distillery.stages.data import DatasetLike, open_dataset
+from distillery.stages.data import Dataset, DatasetLike, open_dataset
 
 if TYPE_CHECKING:
     from distillery.data.schema import Pair
@@ -67,19 +67,80 @@ def train(step: str, cfg: Config, data: DatasetLike, model_dir: str | Path, out_
           base: str | None = None, reward_dir: str | None = None) -> dict[str, Any]:
     """One teacher training step, starting from ``base`` (else ``teacher.model``; reward and DPO need the SFT
     teacher).  The new teacher (or reward model) goes to ``model_dir``; ``metrics.json`` and ``report.md`` to
-    ``out_dir`` (default: ``model_dir``).  Returns the step's summary."""
+    ``out_dir`` (default: ``model_dir``).  Returns the step's summary.
+
+    Where it runs is ``teacher.launch.launcher``: ``local`` here; ``torchrun`` in ``procs_per_node`` local
+    processes (the reward model, a 22M-parameter encoder, stays local); ``trainjob``/``pytorchjob`` as a
+    Kubeflow job (:func:`distillery.teacher.jobs.run_cluster_job`).  A process that torchrun started always
+    trains itself, whatever the launcher: it is one of those processes."""
     if step not in STEPS:
         raise ValueError(f"teacher step {step!r}: must be one of {', '.join(STEPS)}")
     if step in ("reward", "dpo") and not base:
         raise ValueError(f"teacher {step}: --base (the SFT teacher directory) is required")
     if step == "dpo" and not reward_dir:
         raise ValueError("teacher dpo: --reward (the reward model directory) is required")
+    from distillery.teacher import distributed
+
+    launcher = cfg.teacher.launch.launcher
+    if distributed.in_worker() or launcher == "local" or (launcher == "torchrun" and step == "reward"):
+        return _train_here(step, cfg, data, Path(model_dir), out_dir, base, reward_dir)
+    if launcher == "torchrun":
+        return _train_torchrun(step, cfg, data, Path(model_dir), out_dir, base, reward_dir)
+    from distillery.teacher.jobs import run_cluster_job
+
+    return run_cluster_job(step, cfg, data, model_dir, out_dir, base=base, reward_dir=reward_dir)
+
+
+def _train_here(step: str, cfg: Config, data: DatasetLike, model_dir: Path, out_dir: str | Path | None,
+                base: str | None, reward_dir: str | None) -> dict[str, Any]:
+    """The step in this process (one of several under torchrun: only rank 0 writes)."""
+    from distillery.teacher import distributed
+
+    distributed.init()
+    if step == "reward" and not distributed.is_main():
+        return {}  # one encoder on one device: the other ranks of a cluster job have nothing to do
     splits = open_dataset(data).splits
-    summary = STEPS[step](splits, cfg, Path(model_dir), base, reward_dir)
-    out = Path(out_dir if out_dir is not None else model_dir)
-    write_metrics(summary, out)
-    table_report(out, f"Teacher {step}", summary)
+    summary = STEPS[step](splits, cfg, model_dir, base, reward_dir)
+    if distributed.is_main():
+        out = Path(out_dir if out_dir is not None else model_dir)
+        write_metrics(summary, out)
+        table_report(out, f"Teacher {step}", summary)
     return summary
+
+
+def _train_torchrun(step: str, cfg: Config, data: DatasetLike, model_dir: Path, out_dir: str | Path | None,
+                    base: str | None, reward_dir: str | None) -> dict[str, Any]:
+    """The step in ``teacher.launch.procs_per_node`` processes on this machine; returns rank 0's summary."""
+    import json
+    import tempfile
+
+    from distillery.stages._io import config_to_json
+    from distillery.teacher.distributed import preflight, run_torchrun, worker_argv
+
+    preflight(step, cfg.teacher, cfg.teacher.launch.procs_per_node)
+    ds = open_dataset(data)
+    out = Path(out_dir if out_dir is not None else model_dir)
+    with tempfile.TemporaryDirectory(prefix="teacher-torchrun-") as tmp:
+        cfg_file = Path(tmp) / "config.json"
+        cfg_file.write_text(config_to_json(cfg), encoding="utf-8")
+        data_dir = str(ds.directory) if ds.directory is not None else _write_splits(ds, Path(tmp) / "data")
+        argv = worker_argv(step, str(cfg_file), data_dir, str(model_dir), str(out), base, reward_dir)
+        run_torchrun(argv, cfg.teacher.launch.procs_per_node)
+    result: dict[str, Any] = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    return result
+
+
+def _write_splits(ds: Dataset, folder: Path) -> str:
+    """The split as a prepared dataset directory, so that every process trains on exactly this split."""
+    from distillery.data import write_jsonl
+    from distillery.stages._io import PAIRS_FILE, SPLIT_FILES
+
+    folder.mkdir(parents=True)
+    splits = ds.splits
+    for name in SPLIT_FILES:
+        write_jsonl(getattr(splits, name), folder / f"{name}.jsonl")
+    write_jsonl([p for name in SPLIT_FILES for p in getattr(splits, name)], folder / PAIRS_FILE)
+    return str(folder)
 
 
 def _score(cfg: Config, teacher: str, pairs: list[Pair], reward_dir: str | None, progress: bool) -> dict[str, Any]:

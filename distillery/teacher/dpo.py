@@ -20,15 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from distillery import hardware
 from distillery.config import Config
 from distillery.data.schema import Pair
+from distillery.teacher import distributed
 from distillery.teacher.inference import load_teacher
-from distillery.teacher.model import save_teacher
+from distillery.teacher.model import load_for_step, save_teacher, weights_info
 from distillery.teacher.prompt import PROMPT_SLACK, clean_text, fit_answer
 from distillery.teacher.reward import RewardScorer
-from distillery.teacher.trainers import Timer, losses, remove_empty, trl_args
+from distillery.teacher.trainers import Timer, batch_layout, losses, remove_empty, trained_model, trl_args
 
 SKIP_REASONS = ("tie", "identical", "empty_chosen", "prompt_too_long", "no_answers")
 """Why a prompt gave no preference pair (counted in the DPO summary's ``skipped``)."""
@@ -115,18 +117,22 @@ def run_dpo(pairs: list[Pair], cfg: Config, out: str | Path, base: str, reward_d
     out = Path(out)
     t = cfg.teacher
     prefs, info = build_preferences(pairs, cfg, base, reward_dir)
-    teacher = load_teacher(base, cfg, training=True)  # fresh float32 weights: sampling ran in inference mode
-    tok, model, meta = teacher.tokenizer, teacher.model, teacher.meta
+    # fresh weights in the training dtype (sampling ran in the inference dtype), 4-bit under QLoRA
+    tok, model, meta = load_for_step(base, cfg)
+    if torch.cuda.is_available() and t.quantize == "none":
+        model.to(distributed.device())  # type: ignore[arg-type]
+    info.update(weights_info(model))
     if not prefs:
         # What the teacher sampled decides this, not the user: pass the SFT teacher on, untouched, and say why.
         reasons = ", ".join(f"{n} {r}" for r, n in info["skipped"].items() if n)
         summary = {"step": "dpo", **info, "trained": False, "seconds": 0.0, "loss_first": None, "loss_last": None,
                    "not_trained_because": f"no preference pair among {len(pairs)} prompts (skipped: {reasons})",
                    "base": base, "reward": reward_dir, "bf16_autocast": False, "hardware": hardware.cpu().line()}
-        meta.steps.append(dict(summary))
-        save_teacher(model, tok, meta, out)
-        (out / "dpo_summary.json").write_text(json.dumps({**summary, "losses": []}, indent=2), encoding="utf-8")
-        (out / "preferences.jsonl").write_text("", encoding="utf-8")
+        if distributed.is_main():
+            meta.steps.append(dict(summary))
+            save_teacher(model, tok, meta, out)
+            (out / "dpo_summary.json").write_text(json.dumps({**summary, "losses": []}, indent=2), encoding="utf-8")
+            (out / "preferences.jsonl").write_text("", encoding="utf-8")
         return summary
     peft_config = LoraConfig(r=t.lora_r, lora_alpha=t.lora_alpha, lora_dropout=t.lora_dropout, task_type="CAUSAL_LM",
                              target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
@@ -141,13 +147,17 @@ def run_dpo(pairs: list[Pair], cfg: Config, out: str | Path, base: str, reward_d
     with Timer() as timer:
         trainer.train()
     tok.padding_side = "left"
-    remove_empty(out / "trainer")
     curve = losses(trainer.state.log_history)
     summary = {"step": "dpo", **info, "trained": True, "seconds": round(timer.seconds, 1),
                "loss_first": curve[0] if curve else None, "loss_last": curve[-1] if curve else None,
-               "base": base, "reward": reward_dir, "bf16_autocast": bool(args.bf16), "hardware": hardware.cpu().line()}
+               "base": base, "reward": reward_dir, "bf16_autocast": bool(args.bf16), **batch_layout(args),
+               "hardware": hardware.cpu().line()}
+    final = trained_model(trainer, base, cfg)
+    if final is None:  # not rank 0
+        return summary
+    remove_empty(out / "trainer")
     meta.steps.append(dict(summary))
-    save_teacher(trainer.model, tok, meta, out)
+    save_teacher(final, tok, meta, out)
     (out / "dpo_summary.json").write_text(json.dumps({**summary, "losses": curve}, indent=2), encoding="utf-8")
     (out / "preferences.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prefs), encoding="utf-8")
     return summary

@@ -8,17 +8,14 @@ whose label disagrees with the gold label are rejected and the pair is asked aga
 
 from __future__ import annotations
 
-import json
 import os
-import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from distillery.config import TeacherConfig
 from distillery.data.schema import LabelSet, Pair
+from distillery.teacher.openai_http import EndpointError, HttpJson, Unreachable
 from distillery.teacher.prompt import (
     clean_text,
     format_answer,
@@ -28,14 +25,12 @@ from distillery.teacher.prompt import (
     system_prompt,
 )
 
-
-class EndpointError(RuntimeError):
-    """The endpoint is unreachable, refuses the request, or keeps answering with errors."""
+__all__ = ["EndpointClient", "EndpointError", "RejectionStats", "endpoint_answers"]
 
 
 @dataclass
 class EndpointClient:
-    """A minimal OpenAI-compatible chat client (standard library only)."""
+    """A minimal OpenAI-compatible chat client over :class:`HttpJson` (standard library only)."""
 
     base_url: str
     model: str
@@ -44,46 +39,30 @@ class EndpointClient:
     retries: int = 3
     backoff: float = 0.5
 
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
+        self.http = HttpJson(self.base_url, self.api_key, self.timeout, self.retries, self.backoff,
+                             max_backoff=max(4.0, self.backoff))
+
     @classmethod
     def from_config(cls, cfg: TeacherConfig) -> EndpointClient:
-        return cls(cfg.endpoint_base_url.rstrip("/"), cfg.endpoint_model, os.environ.get(cfg.endpoint_key_env),
+        return cls(cfg.endpoint_base_url, cfg.endpoint_model, os.environ.get(cfg.endpoint_key_env),
                    cfg.endpoint_timeout, cfg.endpoint_retries)
-
-    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(f"{self.base_url}/chat/completions", json.dumps(body).encode(), headers)
-        with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-            return json.loads(resp.read().decode("utf-8"))
 
     def chat(self, messages: list[dict[str, str]], temperature: float = 0.7) -> str:
         """The assistant's reply text; retries 5xx, 429, timeouts and malformed replies."""
         body = {"model": self.model, "messages": messages, "temperature": temperature}
-        last = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            try:
-                reply = self._post(body)
-                content = reply["choices"][0]["message"]["content"]
-                if not isinstance(content, str):  # e.g. null content (a refusal or a tool call)
-                    raise TypeError(f"message content is {type(content).__name__}, not text")
-                return content
-            except urllib.error.HTTPError as exc:
-                last = f"HTTP {exc.code}"
-                if exc.code < 500 and exc.code != 429:
-                    raise EndpointError(f"{self.base_url}: request refused ({last}: {exc.reason})") from None
-            except urllib.error.URLError as exc:
-                if not isinstance(exc.reason, TimeoutError):
-                    raise EndpointError(f"{self.base_url}: endpoint unreachable ({exc.reason}); check "
-                                        "teacher.endpoint_base_url") from None
-                last = "timeout"
-            except TimeoutError:
-                last = "timeout"
-            except (KeyError, IndexError, TypeError, ValueError) as exc:
-                last = f"malformed reply ({type(exc).__name__}: {exc})"
-        raise EndpointError(f"{self.base_url}: no valid reply after {self.retries + 1} attempts (last: {last})")
+        try:
+            return self.http.request("/chat/completions", body, _content)
+        except Unreachable as exc:
+            raise Unreachable(f"{exc}; check teacher.endpoint_base_url") from None
+
+
+def _content(reply: Any) -> str:
+    content = reply["choices"][0]["message"]["content"]
+    if not isinstance(content, str):  # e.g. null content (a refusal or a tool call)
+        raise TypeError(f"message content is {type(content).__name__}, not text")
+    return content
 
 
 @dataclass

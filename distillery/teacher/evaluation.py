@@ -1,4 +1,4 @@
-"""Evaluate a teacher on labelled pairs: macro-F1 of its labels, reasoning/label agreement, reward per dimension, speed."""
+"""Evaluate a teacher on labelled pairs: macro-F1, reasoning/label agreement, reward per dimension, speed."""
 
 from __future__ import annotations
 
@@ -53,7 +53,8 @@ def evaluate_teacher(teacher: Teacher, pairs: list[Pair], reward: RewardScorer |
         "generated_tokens_per_s": round(gen / seconds, 2) if seconds else None,
         "teacher": teacher.identity(),
         "examples": [{"query": p.query, "title": p.title, "gold": p.label, "answer": a.raw, "label": a.label,
-                      "parse_error": a.parse_error, "written_label": getattr(a, "written_label", None)} for p, a in list(zip(pairs, answers, strict=True))[:5]],
+                      "parse_error": a.parse_error, "written_label": getattr(a, "written_label", None)}
+                      for p, a in list(zip(pairs, answers, strict=True))[:5]],
     }
     if reward is not None:
         rm = reward.score(pairs, [a.raw for a in answers])

@@ -25,7 +25,15 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from distillery.config import Config, TeacherConfig
 from distillery.data.schema import LabelSet, Pair, get_label_set
 from distillery.teacher.generate import Decoder, Generation
-from distillery.teacher.model import TeacherMeta, is_teacher_dir, load_base, meta_for, native_bf16, weights_hash
+from distillery.teacher.model import (
+    TeacherMeta,
+    is_teacher_dir,
+    load_base,
+    meta_for,
+    native_bf16,
+    resolve,
+    weights_hash,
+)
 from distillery.teacher.prompt import PROMPT_VERSION, PromptBuilder, parse_answer, parse_error_code
 
 
@@ -174,5 +182,6 @@ def load_teacher(model: str, cfg: Config, *, training: bool = False) -> Teacher:
         lm.to(torch.device("cuda"))  # type: ignore[arg-type]
     if not training:
         lm.to(inference_dtype(cfg.teacher.infer_dtype, cuda))  # type: ignore[arg-type]
-    meta = TeacherMeta.load(model) if is_teacher_dir(model) else meta_for(base, cfg)
+    local = resolve(model)  # an s3:// teacher: its downloaded copy holds teacher.json
+    meta = TeacherMeta.load(local) if is_teacher_dir(local) else meta_for(base, cfg)
     return Teacher(tok, lm, meta, cfg.teacher, model)

@@ -8,6 +8,7 @@ rebuilds the same prompts.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -154,20 +155,69 @@ def _prepare_tokenizer(tok: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
     return tok
 
 
-def load_base(name: str, cfg: TeacherConfig) -> tuple[PreTrainedTokenizerBase, PreTrainedModel, str]:
-    """(tokenizer, model, base id) for ``smollm2``, ``tiny``, a teacher directory or any HF causal LM."""
+@functools.lru_cache(maxsize=16)
+def resolve(name: str) -> str:
+    """``name`` itself, or for an ``s3://`` URI the local copy in the cache (downloaded and checked against its
+    manifest once per process; under torchrun the first process of each node downloads, the others wait)."""
+    from distillery import storage
+    from distillery.teacher import distributed
+
+    if not storage.is_s3(name):
+        return name
+    target = cache_dir() / "s3"
+    bucket, prefix = storage.parse_s3(name)
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        storage.fetch(name, target)
+    distributed.barrier()
+    return str(target / bucket / (prefix or "_root"))  # where storage.fetch puts it
+
+
+def load_dtype(cfg: TeacherConfig, cuda: bool) -> torch.dtype:
+    """The weights dtype a training step loads (``teacher.train_dtype``)."""
+    if cfg.train_dtype == "auto":  # GPUs only: on CPUs bf16 autocast already gives the speed, RAM is not short
+        return torch.bfloat16 if cuda and cfg.lora and native_bf16(cuda) else torch.float32
+    return torch.bfloat16 if cfg.train_dtype == "bfloat16" else torch.float32
+
+
+def quantization(cfg: TeacherConfig) -> Any:
+    """bitsandbytes' 4-bit NF4 settings for QLoRA (``teacher.quantize=4bit``), or ``None``."""
+    if cfg.quantize == "none":
+        return None
+    if not torch.cuda.is_available() or importlib.util.find_spec("bitsandbytes") is None:
+        raise ValueError(f"teacher.quantize={cfg.quantize}: QLoRA needs CUDA and the bitsandbytes package (GPU "
+                           "nodes); use teacher.quantize=none here")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
+def _pretrained(path: str, dtype: torch.dtype, quantized: Any) -> PreTrainedModel:
+    if quantized is None:
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    # 4-bit layers live on the GPU they were quantized for: this process's device
+    device = int(os.environ.get("LOCAL_RANK", "0"))
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, quantization_config=quantized,
+                                                device_map={"": device})
+
+
+def load_base(name: str, cfg: TeacherConfig, *, dtype: torch.dtype = torch.float32, quantized: Any = None
+              ) -> tuple[PreTrainedTokenizerBase, PreTrainedModel, str]:
+    """(tokenizer, model, base id) for ``smollm2``, ``tiny``, a teacher directory, an ``s3://`` URI of one, or
+    any HF causal LM, with weights in ``dtype`` (4-bit under ``quantized``, a :func:`quantization` config)."""
     if name == "tiny":
         tok = _prepare_tokenizer(smollm2_tokenizer())
-        return tok, tiny_llama(tok, cfg), f"tiny-llama(h={cfg.tiny_hidden},l={cfg.tiny_layers},seed={cfg.seed})"
+        base = f"tiny-llama(h={cfg.tiny_hidden},l={cfg.tiny_layers},seed={cfg.seed})"
+        return tok, tiny_llama(tok, cfg).to(dtype), base  # type: ignore[arg-type]
     if name == "smollm2":
-        return _prepare_tokenizer(smollm2_tokenizer()), smollm2_model(), SMOLLM2_ID
-    if is_teacher_dir(name):
-        meta = TeacherMeta.load(name)
-        tok = _prepare_tokenizer(AutoTokenizer.from_pretrained(name))
-        return tok, AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32), meta.base
+        return _prepare_tokenizer(smollm2_tokenizer()), smollm2_model().to(dtype), SMOLLM2_ID  # type: ignore[arg-type]
+    path = resolve(name)
+    if is_teacher_dir(path):
+        meta = TeacherMeta.load(path)
+        return _prepare_tokenizer(AutoTokenizer.from_pretrained(path)), _pretrained(path, dtype, quantized), meta.base
     try:
-        tok = _prepare_tokenizer(AutoTokenizer.from_pretrained(name))
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
+        tok = _prepare_tokenizer(AutoTokenizer.from_pretrained(path))
+        model = _pretrained(path, dtype, quantized)
     except OSError as exc:
         raise FileNotFoundError(f"teacher.model={name!r}: not 'smollm2', 'tiny', a teacher directory or a "
                                 f"loadable Hugging Face causal LM ({exc})") from None
@@ -180,16 +230,33 @@ def add_lora(model: PreTrainedModel, cfg: TeacherConfig) -> Any:
         return model
     from peft import LoraConfig, get_peft_model
 
+    if getattr(model, "is_loaded_in_4bit", False):
+        from peft import prepare_model_for_kbit_training
+
+        # float32 norms and output layer, inputs that carry gradients: what QLoRA needs to train stably
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, task_type="CAUSAL_LM",
                       target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     return get_peft_model(model, lcfg)
 
 
 def merged(model: Any) -> PreTrainedModel:
-    """The plain model with LoRA adapters folded into its weights (no-op for a plain model)."""
-    if hasattr(model, "merge_and_unload"):
-        return model.merge_and_unload()
-    return model
+    """The plain model with LoRA adapters folded into its weights (no-op for a plain model).
+
+    A 4-bit base is not merged into: its adapters go onto a bf16 copy of the base, so the exported teacher
+    carries no quantization error beyond what training saw."""
+    if not hasattr(model, "merge_and_unload"):
+        return model
+    base = model.get_base_model()
+    if getattr(base, "is_loaded_in_4bit", False):
+        from peft import PeftModel, get_peft_model_state_dict, set_peft_model_state_dict
+
+        adapters = get_peft_model_state_dict(model)
+        plain = AutoModelForCausalLM.from_pretrained(base.name_or_path, dtype=torch.bfloat16)
+        fresh = PeftModel(plain, model.peft_config["default"])
+        set_peft_model_state_dict(fresh, adapters)
+        return fresh.merge_and_unload()
+    return model.merge_and_unload()
 
 
 def save_teacher(model: Any, tok: PreTrainedTokenizerBase, meta: TeacherMeta, out: str | Path) -> Path:
@@ -220,13 +287,25 @@ def meta_for(base: str, cfg: Config) -> TeacherMeta:
 
 
 def load_for_step(base: str | None, cfg: Config) -> tuple[PreTrainedTokenizerBase, PreTrainedModel, TeacherMeta]:
-    """Start a training step from a teacher directory (keeping its prompt settings) or ``teacher.model``."""
+    """Start a training step from a teacher directory (keeping its prompt settings) or ``teacher.model``, in the
+    training dtype (:func:`load_dtype`), 4-bit under ``teacher.quantize``."""
     name = base or cfg.teacher.model
     if cfg.teacher.threads:
         torch.set_num_threads(cfg.teacher.threads)
-    tok, model, base_id = load_base(name, cfg.teacher)
-    meta = TeacherMeta.load(name) if is_teacher_dir(name) else meta_for(base_id, cfg)
+    dtype = load_dtype(cfg.teacher, torch.cuda.is_available())
+    tok, model, base_id = load_base(name, cfg.teacher, dtype=dtype, quantized=quantization(cfg.teacher))
+    path = resolve(name)
+    meta = TeacherMeta.load(path) if is_teacher_dir(path) else meta_for(base_id, cfg)
     if meta.label_set != cfg.data.label_set:
         raise ValueError(f"--base {name} was trained for the {meta.label_set} label set, but data.label_set="
                          f"{cfg.data.label_set!r}")
     return tok, model, meta
+
+
+def weights_info(model: Any) -> dict[str, str]:
+    """How the trained weights were really held (``tiny`` and ``smollm2`` are built in memory, never 4-bit), for
+    the step's summary and the teacher's metadata."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    four_bit = bool(getattr(base, "is_loaded_in_4bit", False))
+    dtype = "nf4" if four_bit else str(next(base.parameters()).dtype).removeprefix("torch.")
+    return {"weights_dtype": dtype, "quantize": "4bit" if four_bit else "none"}

@@ -45,8 +45,9 @@ Backend = Callable[[str, Config], Teacher]
 """(the name after the backend's prefix, config) → a teacher."""
 
 BACKENDS: dict[str, Backend] = {}
-"""Name prefix → backend (e.g. a backend registered as ``endpoint`` answers ``endpoint:URL``; none is registered in
-the package yet); a name without a registered prefix is a local model."""
+"""Name prefix → backend (a backend registered as ``openai`` answers ``openai:URL,…``; the package's engines,
+``openai`` and ``vllm``, register in :mod:`distillery.teacher.engines`); a name without a registered prefix is a
+local model."""
 
 
 def register(prefix: str) -> Callable[[Backend], Backend]:
@@ -67,6 +68,8 @@ def local(name: str, cfg: Config) -> Teacher:
 
 def open_teacher(name: str, cfg: Config) -> Teacher:
     """The teacher ``name`` designates: ``PREFIX:REST`` goes to a registered backend, anything else is local."""
+    from distillery.teacher import engines  # noqa: F401  (registers openai: and vllm:)
+
     prefix, sep, rest = name.partition(":")
     if sep and prefix in BACKENDS:
         return BACKENDS[prefix](rest, cfg)

@@ -19,10 +19,10 @@ from distillery import hardware
 from distillery.config import Config
 from distillery.data.schema import Pair, get_label_set
 from distillery.teacher.endpoint import EndpointClient, endpoint_answers
-from distillery.teacher.model import add_lora, load_for_step, save_teacher
+from distillery.teacher.model import add_lora, load_for_step, save_teacher, weights_info
 from distillery.teacher.prompt import PROMPT_SLACK, PromptBuilder, fit_answer
 from distillery.teacher.rationale import gold_answer
-from distillery.teacher.trainers import Timer, losses, remove_empty, trl_args
+from distillery.teacher.trainers import Timer, batch_layout, losses, remove_empty, trained_model, trl_args
 
 
 def sft_examples(pairs: list[Pair], prompter: PromptBuilder, cfg: Config) -> tuple[list[dict[str, str]],
@@ -60,7 +60,9 @@ def sft_examples(pairs: list[Pair], prompter: PromptBuilder, cfg: Config) -> tup
 
 
 def run_sft(pairs: list[Pair], cfg: Config, out: str | Path, base: str | None = None) -> dict[str, Any]:
-    """Fine-tune ``base`` (a teacher directory, else ``teacher.model``) on reasoning for ``pairs``; save to ``out``."""
+    """Fine-tune ``base`` (a teacher directory, else ``teacher.model``) on reasoning for ``pairs``; save to ``out``.
+
+    Under torchrun every process builds the same examples and trains on its share of each batch; rank 0 saves."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -77,13 +79,18 @@ def run_sft(pairs: list[Pair], cfg: Config, out: str | Path, base: str | None = 
     with Timer() as t:
         trainer.train()
     tok.padding_side = "left"
-    remove_empty(out / "trainer")
     curve = losses(trainer.state.log_history)
     summary = {"step": "sft", "examples": len(examples), "rationales": info, "seconds": round(t.seconds, 1),
                "loss_first": curve[0] if curve else None, "loss_last": curve[-1] if curve else None,
                "losses": curve, "sample": examples[0]["completion"], "base": base or cfg.teacher.model,
-               "bf16_autocast": bool(args.bf16), "hardware": hardware.cpu().line()}
+               "bf16_autocast": bool(args.bf16), **weights_info(model), **batch_layout(args),
+               "hardware": hardware.cpu().line()}
+    final = trained_model(trainer, base, cfg)
+    if final is None:  # not rank 0
+        return summary
+    remove_empty(out / "trainer")
     meta.steps.append({k: v for k, v in summary.items() if k != "losses"})
-    save_teacher(model, tok, meta, out)
+    save_teacher(final, tok, meta, out)
     (out / "sft_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
+

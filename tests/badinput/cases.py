@@ -598,7 +598,11 @@ def _cr_cases() -> None:
         "dr_max_length_too_big": (_with(DR, "student.maxLength", 5000), "spec.student.maxLength"),
         "dr_override_not_string": (_with(DR, "overrides", {"train.lr": 0.1}), "spec.overrides.train.lr"),
         "dr_override_out_of_range": (_with(DR, "overrides", {"train.lr": "nan"}), "spec.overrides"),
-        "dr_bad_model_name": (_with(DR, "output.modelName", "Bad Name"), "spec.output.modelName"),
+        "dr_bad_serving_repository": (_with(DR, "serving.repository", "/models"), "spec.serving.repository"),
+        "dr_bad_training_launcher": (_with(DR, "teacher.training.launcher", "slurm"), "spec.teacher.training.launcher"),
+        "dr_local_training_on_two_nodes": (_with(DR, "teacher.training.numNodes", 2),
+                                           "spec.teacher.training.numNodes"),
+        "dr_data_source_without_kind": (_with(DR, "data.source", "s3://data/logs.parquet"), "spec.data.source"),
     }
     for name, (spec, field) in runs.items():
         def dsetup(tmp: Path, fx: Fixtures, spec: Any = spec, field: str = field) -> Probe:

@@ -34,7 +34,7 @@ class FakeBackend:
     def find_run(self, name: str) -> str | None:
         return None
 
-    def submit(self, name: str, experiment: str, arguments: object) -> str:
+    def submit(self, name: str, experiment: str, arguments: object, placement: object = None) -> str:
         return "run-1"
 
     def get_run(self, run_id: str) -> RunSnapshot:

@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,43 +25,13 @@ import yaml
 
 from tests.k8s.kfp_stub import KfpStub
 from tests.k8s.kmock_adapter import Cluster
+from tests.k8s.operator_proc import S3_ENV, Operator, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 NS = "relevance-distillery"
 RUNS = f"/apis/distillery.relevance.dev/v1alpha1/namespaces/{NS}/distillationruns"
 EXPS = f"/apis/distillery.relevance.dev/v1alpha1/namespaces/{NS}/relevanceexperiments"
 CMS = f"/api/v1/namespaces/{NS}/configmaps"
-
-
-class Operator:
-    """``kopf run -m pipelines.operator`` (handlers, KFP backend injected) in a subprocess; log kept for failures."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env, self.log = env, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        kopf = Path(sys.executable).parent / "kopf"
-        out = self.log.open("a")
-        self.proc = subprocess.Popen(
-            [str(kopf), "run", "--standalone", f"--namespace={NS}", "--verbose", "-m", "pipelines.operator"],
-            env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-
-    def tail(self) -> str:
-        return "\n".join(self.log.read_text().splitlines()[-60:]) if self.log.exists() else ""
-
-
-S3_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 @pytest.fixture()
@@ -99,18 +66,6 @@ def publish_report(endpoint: str, uri: str, doc: dict[str, Any]) -> None:
     s3.put_object(Bucket=bucket, Key=f"{prefix}/report/metrics.json", Body=json.dumps(doc).encode())
 
 
-def wait_for(what: str, probe: Callable[[], Any], op: Operator, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        if op.proc is not None and op.proc.poll() is not None:
-            pytest.fail(f"the operator exited ({op.proc.returncode}) while waiting for {what}:\n{op.tail()}")
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}\n--- operator log ---\n{op.tail()}")
-
-
 def sample(name: str) -> dict[str, Any]:
     return yaml.safe_load((Path(__file__).resolve().parents[2] / "manifests" / "samples" / name).read_text())
 
@@ -121,6 +76,11 @@ def test_distillation_run_is_submitted_once_and_followed(world: tuple[Cluster, K
     cluster.request("POST", RUNS, cr)
     # kmock, like an API server without the CRD's validation, stores a bad spec: the operator rejects it.
     cluster.request("POST", RUNS, sample("invalid/drun-shards-zero.yaml"))
+    # The operator's default serving repository (an empty bucket: no champion yet) is read before submitting.
+    import boto3
+
+    boto3.client("s3", endpoint_url=s3, region_name="us-east-1", aws_access_key_id="test",
+                 aws_secret_access_key="test").create_bucket(Bucket="distillery-models")
     op.start()
 
     def status() -> dict[str, Any]:
@@ -136,6 +96,9 @@ def test_distillation_run_is_submitted_once_and_followed(world: tuple[Cluster, K
     assert params["shards"] == 4 and params["output_uri"] == "s3://distillery-runs/synthetic-demo"  # CRD defaults
     assert json.loads(params["config_json"])["profile"] == "demo"
     assert run["runtime_config"]["pipeline_root"] == "s3://distillery-runs/synthetic-demo/kfp"
+    # The deploy step gets its target; with no champion the new student is compared with none.
+    assert (params["serving_uri"], params["champion"]) == ("s3://distillery-models/triton", "")
+    assert params["run_label"] == status()["runName"]
 
     kfp.set_run(run_id, "RUNNING", {"Prepare data: split by query": "SUCCEEDED", "Distillation": "RUNNING"})
     wait_for("phase Running", lambda: status().get("phase") == "Running", op)
@@ -154,6 +117,7 @@ def test_distillation_run_is_submitted_once_and_followed(world: tuple[Cluster, K
     assert conds["Succeeded"]["status"] == "True"
     assert conds["StudentDistilled"]["status"] == "True" and conds["Evaluated"]["status"] == "True"
     assert conds["MetricsReported"]["status"] == "True"
+    assert status()["published"]["note"].startswith("nothing published"), status()["published"]
     assert status()["metrics"] == {"macro_f1": 0.61, "student.macro_f1": 0.61, "student.accuracy": 0.7,
                                    "champion.macro_f1": 0.55}
     time.sleep(1.0)  # give a wrongly non-idempotent operator time to resubmit
@@ -182,10 +146,13 @@ def write_batch(path: Path, weights: list[float], users: int, lift: float, seed:
 
 
 def test_relevance_experiment_steps_traffic_and_promotes(world: tuple[Cluster, KfpStub, Operator],
-                                                         tmp_path: Path) -> None:
+                                                         tmp_path: Path, s3: str) -> None:
+    from tests.k8s.test_experiment_e2e import two_version_repository
+
     cluster, _, op = world
     log = tmp_path / "events.jsonl"
     log.touch()
+    repo = two_version_repository(tmp_path, s3)  # the sample's spec.serving.repository, on moto
     cr = sample("relevanceexperiment.yaml")
     cr["spec"].update(analysisIntervalSeconds=1, metricsSource={"uri": str(log)})
     cr["spec"]["gate"].update(minUsers=100, guardrailMetrics=[], maxAnalysesPerStep=0)
@@ -218,7 +185,8 @@ def test_relevance_experiment_steps_traffic_and_promotes(world: tuple[Cluster, K
     assert st["champion"] == {"model": "relevance", "version": 2}
     assert st["latestAnalysis"]["decision"] == "promote" and st["latestAnalysis"]["lift"] > 0
     split = json.loads(cluster.request("GET", f"{CMS}/distillery-splitter")["data"]["split.json"])
-    assert split["arms"][0] == {"name": "champion", "model": "relevance", "version": "2", "weight": 100}
+    assert split["arms"][0] == {"name": "champion", "model": "relevance_v2", "version": "", "weight": 100}
+    assert repo.champion() == 2, "promotion must make version 2 the repository's champion too"
     events = cluster.request("GET", f"/api/v1/namespaces/{NS}/events")["items"]
     reasons = [e.get("reason") for e in events if e.get("involvedObject", {}).get("name") == "relevance-v2"]
     assert "TrafficStepped" in reasons and "Promoted" in reasons, reasons

@@ -105,7 +105,7 @@ class FakeBackend:
     def find_run(self, name: str) -> str | None:
         return self.runs.get(name)
 
-    def submit(self, name: str, experiment: str, arguments: Mapping[str, Any]) -> str:
+    def submit(self, name: str, experiment: str, arguments: Mapping[str, Any], placement: Any = None) -> str:
         self.submitted.append((name, arguments))
         self.runs[name] = f"run-{len(self.runs)}"
         return self.runs[name]

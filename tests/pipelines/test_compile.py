@@ -6,17 +6,20 @@ Regenerate after an intended change: ``DISTILLERY_UPDATE_GOLDEN=1 pytest tests/p
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 
-from distillery.images import TRAINER_IMAGE
+from distillery.images import TRAINER_IMAGE, image
 from tests.pipelines import ir
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "pipelines"
 GPU_COMPONENTS = {"finetune-student", "dapt", "sft", "reward-model", "dpo", "evaluate-teacher", "annotate-shard",
-                  "distill-student"}
-S3_COMPONENTS = {"score-champion", "publish-artifacts", "deploy-model-repository"}
+                  "distill-student", "build-tensorrt-plan"}
+SERVING_IMAGE_EXECUTORS = {"exec-build-tensorrt-plan"}
+"""Built in the serving image: a TensorRT plan loads only in the TensorRT that built it."""
+S3_COMPONENTS = {"score-champion", "publish-artifacts", "deploy-model-repository", "annotate-shard", "prepare-data"}
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +59,8 @@ def test_images_come_from_the_one_constant_and_nothing_is_installed(compiled: di
     for path in compiled.values():
         spec, _ = ir.load(path)
         for label, ex in spec["deploymentSpec"]["executors"].items():
-            assert ex["container"]["image"] == TRAINER_IMAGE, (path.name, label)
+            want = image("serving") if label in SERVING_IMAGE_EXECUTORS else TRAINER_IMAGE
+            assert ex["container"]["image"] == want, (path.name, label)
             assert "pip install" not in " ".join(ex["container"]["command"]), (path.name, label)
 
 
@@ -89,7 +93,8 @@ def test_s3_credentials_come_from_the_secret(compiled: dict[str, Path]) -> None:
             ("endpoint", "AWS_ENDPOINT_URL_S3"), ("region", "AWS_DEFAULT_REGION")}
     for label, cfg in platform.items():
         if "secretAsEnv" in cfg:
-            assert label in s3_execs, f"{label} gets S3 credentials it does not need"
+            # a component used twice (deploy with or without TensorRT plans) compiles to exec-<name>-2
+            assert re.sub(r"-\d+$", "", label) in s3_execs, f"{label} gets S3 credentials it does not need"
     for ex in spec["deploymentSpec"]["executors"].values():  # never a credential in plain text
         assert "AWS_SECRET_ACCESS_KEY" not in str(ex["container"].get("env", ""))
 
@@ -128,9 +133,18 @@ def test_deployment_is_gated_on_the_champion_and_the_baseline(compiled: dict[str
     sources = {k: v["taskOutputParameter"]["producerTask"] for k, v in decision["inputs"]["parameters"].items()}
     assert sources == {"student_f1": "evaluate-model", "champion_f1": "score-champion",
                        "baseline_f1": "evaluate-model-2"}
-    assert "deploy-model-repository" in body["dag"]["tasks"]  # deployment only inside the gate
-    homes = {dag for dag, n, _ in ir.tasks(spec) if n == "deploy-model-repository"}
-    assert homes == {gate["componentRef"]["name"]}
+    # deployment only inside the gate, and only when a serving repository is named (skipped, never failed, without)
+    parent = {t["componentRef"]["name"]: (dag, t["taskInfo"]["name"]) for dag, _, t in ir.tasks(spec)}
+    homes = {dag for dag, _, t in ir.tasks(spec) if t["componentRef"]["name"] == "comp-deploy-model-repository"}
+    assert homes
+    for home in homes:
+        enclosing, dag = set(), home
+        while dag != "root":
+            dag, name = parent[dag]
+            enclosing.add(name)
+        assert {"student-beats-champion-and-baseline", "serving-repository-given"} <= enclosing, (home, enclosing)
+    given, _ = groups["serving-repository-given"]
+    assert given["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--serving_uri'] != ''"
     ab, ab_body = groups["champion-exists"]
     assert ab["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--champion'] != ''"
     assert "ab-evaluation" in ab_body["dag"]["tasks"]

@@ -87,7 +87,11 @@ def test_every_stage_output_exists(tiny_run: tuple[Path, dict[str, Any]]) -> Non
     assert g["deploy"] == (g["student_macro_f1"] >= g["baseline_macro_f1"])
     if g["deploy"]:
         assert metrics["deployed"] == str(out / "serving")
-        assert dir_manifest(out / "serving") == dir_manifest(repo)
+        served, exported = dir_manifest(out / "serving"), dir_manifest(repo)
+        # besides, the serving repository's manifest records where each version came from (student_uri, run)
+        assert served.keys() == exported.keys()
+        assert {k: v for k, v in served.items() if k != "distillery-repository.json"} == \
+            {k: v for k, v in exported.items() if k != "distillery-repository.json"}
     else:
         assert metrics["deployed"] is None and not (out / "serving").exists()
         assert g["better"] == "seed-label baseline" and "**do not deploy**" in (out / "report.md").read_text()
@@ -114,7 +118,8 @@ def test_report_numbers_come_from_the_stage_outputs(tiny_run: tuple[Path, dict[s
     assert row in report
     teacher = json.loads((stages["evaluate-teacher"] / "evaluation" / "metrics.json").read_text())
     assert metrics["stages"]["teacher_eval"] == teacher
-    assert f"| teacher (held-out test pairs, label-position argmax) | {teacher['n']} | {teacher['macro_f1']:.4f} |" in report
+    row = f"| teacher (held-out test pairs, label-position argmax) | {teacher['n']} | {teacher['macro_f1']:.4f} |"
+    assert row in report
     exported = json.loads((stages["export-model-repository"] / "export" / "metrics.json").read_text())
     assert metrics["stages"]["export"] == exported and exported["parity_pairs"] == evaluated["n"]
     assert f"{exported['parity'][0]['max_abs_diff']:.2e}" in report

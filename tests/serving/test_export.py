@@ -147,7 +147,8 @@ def test_repository_layout_and_pins(repo: Path):
 def test_cluster_variants_and_label_set_guard(repo: Path, students, tmp_path: Path):
     onnx = repo / "student" / "1" / "model.onnx"
     opts = ExportConfig(variants=["python", "onnxruntime", "tensorrt"], serve_with="tensorrt")
-    write_version(students[0], tmp_path, 3, onnx, opts)
+    # student_trt takes the plain graph (standard ONNX ops): version 3 (bf16, OpenVINO) serves it
+    write_version(students[0], tmp_path, 3, onnx, opts, graphs={"tensorrt": repo / "student" / "3" / "model.onnx"})
     trt = (tmp_path / "student_trt" / "config.pbtxt").read_text()
     assert 'platform: "tensorrt_plan"' in trt and "KIND_GPU" in trt and "preferred_batch_size: [ 8 ]" in trt
     assert 'platform: "onnxruntime_onnx"' in (tmp_path / "student_onnx" / "config.pbtxt").read_text()

@@ -75,10 +75,12 @@ def test_reads_label_probs_at_the_label_position_and_stops_after_the_label_line(
         assert a.prompt_tokens > 0 and a.generated_tokens == len(teacher.tokenizer(a.raw)["input_ids"])
 
 
-def test_stop_token_ends_a_row_and_a_missing_label_is_reported_and_forced() -> None:
+def test_stop_token_ends_a_row_and_a_missing_label_is_forced_and_counted() -> None:
     teacher, pairs = _teacher("This shoe is great.", None, "", True)
     (a, *_) = teacher.answer(pairs, batch_size=3)
-    assert a.label is None and "no 'Label:'" in (a.parse_error or "")
+    # The label comes from the forced position; the missing label line is a disagreement, not a lost pair.
+    assert a.label == teacher.classes[max(range(3), key=LABEL_PROBS.__getitem__)] and a.parse_error is None
+    assert a.disagreement == "no_label_line" and a.written_label is None
     assert a.raw == "This shoe is great." and a.forced_label
     assert a.label_probs == pytest.approx(LABEL_PROBS, abs=1e-4)
 
