@@ -409,7 +409,8 @@ class TeacherConfig:
     """Requests in flight at once when annotating through an engine (``--teacher openai:…``)."""
     endpoint_patience: float = 120.0
     """Seconds an annotation request keeps retrying 5xx/429/timeouts/refused connections (a server restarted
-    within this window goes unnoticed); past it the shard stops, and a rerun resumes it."""
+    within this window goes unnoticed); past it the shard stops, and a rerun resumes it.  Must be > 0: it is the
+    annotation client's only retry limit, so 0 (no limit) would retry a dead server forever."""
     endpoint_rate_limit: float = 0.0
     """Client-side cap on annotation requests per second (0: none)."""
     endpoint_logprobs: int = 5
@@ -473,7 +474,7 @@ class TeacherConfig:
         _in_range("teacher.endpoint_retries", self.endpoint_retries, 0, 100)
         _in_range("teacher.endpoint_samples", self.endpoint_samples, 1, 100)
         _in_range("teacher.endpoint_concurrency", self.endpoint_concurrency, 1, 1024)
-        _in_range("teacher.endpoint_patience", self.endpoint_patience, 0.0, 86400.0)
+        _in_range("teacher.endpoint_patience", self.endpoint_patience, 0.0, 86400.0, lo_open=True)
         _in_range("teacher.endpoint_rate_limit", self.endpoint_rate_limit, 0.0, 10**6)
         _in_range("teacher.endpoint_logprobs", self.endpoint_logprobs, 0, 10**6)
         _in_range("teacher.endpoint_label_logprobs", self.endpoint_label_logprobs, 1, 10**6)

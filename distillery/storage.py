@@ -10,9 +10,13 @@ model that arrives is byte-for-byte the one that left.  Large files go up and do
 chunks (boto3's transfer manager).  Every failure is a :class:`StorageError` naming the URI and the
 cause (missing bucket, rejected credentials, unreachable endpoint, checksum mismatch).
 
-    from distillery.storage import copy_tree, fetch
+    from distillery.storage import copy_tree, fetch, read_object
     copy_tree("runs/x/student", "s3://models/relevance/student")   # publish
-    local = fetch("s3://models/relevance/student", "/tmp/cache")   # any command can then read it
+    local = fetch("s3://models/relevance/student", "/tmp/cache")   # any command can then read it (downloaded once)
+    read_object("s3://models/relevance/student/config.json")       # bytes, or None when there is no such object
+
+:func:`read_object`, :func:`exists` and :func:`list_keys` are the one way the project reads single objects;
+:func:`upload_files` adds files to a tree without re-uploading the rest.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -28,6 +33,21 @@ from typing import Any
 
 MANIFEST = ".distillery-manifest.json"
 _CHUNK = 8 * 1024 * 1024
+BUCKET_PATTERN = r"[a-z0-9][a-z0-9.-]{1,62}"
+"""A bucket name as S3 allows it (the one definition the CRDs' patterns and the data specs' check share)."""
+S3_URI = re.compile(rf"^s3://{BUCKET_PATTERN}(/.*)?$")
+"""An ``s3://BUCKET[/PREFIX]`` URI with a bucket name as S3 allows it (the CRDs' patterns say the same)."""
+S3_OBJECT = re.compile(rf"^s3://{BUCKET_PATTERN}/[^,]+$")
+"""An ``s3://BUCKET/KEY`` URI naming an object or a non-empty prefix (no comma: data specs are comma-separated)."""
+
+
+SECRET = "distillery-s3"
+"""The Kubernetes Secret holding the artifact store's endpoint and credentials (pipeline steps, training-job pods
+and manifests/base all read this one)."""
+SECRET_ENV = (("AWS_ACCESS_KEY_ID", "accessKeyId", False), ("AWS_SECRET_ACCESS_KEY", "secretAccessKey", False),
+              ("AWS_ENDPOINT_URL_S3", "endpoint", True), ("AWS_DEFAULT_REGION", "region", True))
+"""(environment variable, key of :data:`SECRET`, optional): what :meth:`S3Settings.from_env` reads; AWS itself
+needs no endpoint, hence optional."""
 
 
 class StorageError(RuntimeError):
@@ -86,7 +106,15 @@ def _transfer_config(settings: S3Settings | None) -> Any:
     return TransferConfig(multipart_threshold=size, multipart_chunksize=size, max_concurrency=4)
 
 
-def _explain(exc: Exception, uri: str, action: str) -> StorageError:
+def is_missing(exc: Exception) -> bool:
+    """Whether a botocore error says the object (not the bucket) does not exist."""
+    from botocore.exceptions import ClientError
+
+    return isinstance(exc, ClientError) and str(exc.response.get("Error", {}).get("Code", "")) in (
+        "NoSuchKey", "404", "NotFound")
+
+
+def explain(exc: Exception, uri: str, action: str) -> StorageError:
     """Turn a botocore exception into an error a person can act on."""
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
@@ -137,7 +165,7 @@ def _check_bucket(s3: Any, uri: str) -> None:
         try:
             s3.list_objects_v2(Bucket=bucket, MaxKeys=1)
         except Exception as exc:
-            raise _explain(exc, uri, "check bucket of") from None
+            raise explain(exc, uri, "check bucket of") from None
         raise
 
 
@@ -160,37 +188,70 @@ def upload_dir(local: str | Path, uri: str, settings: S3Settings | None = None,
             s3.upload_file(str(root / rel), bucket, key, Config=cfg, Callback=bar.update,
                            ExtraArgs={"Metadata": {"sha256": info["sha256"]}})
         except Exception as exc:
-            raise _explain(exc, f"s3://{bucket}/{key}", "upload") from None
+            raise explain(exc, f"s3://{bucket}/{key}", "upload") from None
     bar.close()
     body = json.dumps(manifest, indent=1, sort_keys=True).encode()
     mkey = f"{prefix}/{MANIFEST}" if prefix else MANIFEST
     try:
         s3.put_object(Bucket=bucket, Key=mkey, Body=body, ContentType="application/json")
     except Exception as exc:
-        raise _explain(exc, f"s3://{bucket}/{mkey}", "upload") from None
+        raise explain(exc, f"s3://{bucket}/{mkey}", "upload") from None
     return manifest
 
 
-def _list_keys(s3: Any, uri: str) -> list[str]:
+def _object_key(uri: str) -> tuple[str, str]:
+    bucket, key = parse_s3(uri)
+    if not key:
+        raise StorageError(f"{uri!r}: the URI names no object (expected s3://BUCKET/KEY)")
+    return bucket, key
+
+
+def read_object(uri: str, s3: Any = None, action: str = "read") -> bytes | None:
+    """The bytes of the object ``uri``, None when there is none (any other failure: a :class:`StorageError`)."""
+    bucket, key = _object_key(uri)
+    s3 = s3 or client()
+    try:
+        return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except Exception as exc:
+        if is_missing(exc):
+            return None
+        raise explain(exc, uri, action) from None
+
+
+def exists(uri: str, s3: Any = None) -> bool:
+    """Whether ``uri`` is an object (a prefix with objects under it is not one)."""
+    bucket, key = _object_key(uri)
+    s3 = s3 or client()
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except Exception as exc:
+        if is_missing(exc):
+            return False
+        raise explain(exc, uri, "read") from None
+    return True
+
+
+def list_keys(uri: str, s3: Any = None) -> list[str]:
+    """Every object key under the prefix ``uri``."""
+    s3 = s3 or client()
     bucket, prefix = parse_s3(uri)
     keys: list[str] = []
     try:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/" if prefix else ""):
             keys += [o["Key"] for o in page.get("Contents", [])]
     except Exception as exc:
-        raise _explain(exc, uri, "list") from None
+        raise explain(exc, uri, "list") from None
     return keys
 
 
 def _read_manifest(s3: Any, uri: str) -> dict[str, Any] | None:
-    bucket, prefix = parse_s3(uri)
-    key = f"{prefix}/{MANIFEST}" if prefix else MANIFEST
-    try:
-        return dict(json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
-    except s3.exceptions.NoSuchKey:
-        return None
-    except Exception as exc:
-        raise _explain(exc, f"s3://{bucket}/{key}", "read manifest") from None
+    raw = read_object(join(uri, MANIFEST), s3, "read manifest")
+    return None if raw is None else dict(json.loads(raw))
+
+
+def join(uri: str, rel: str) -> str:
+    """``s3://b/prefix`` + ``a/b`` → ``s3://b/prefix/a/b``."""
+    return f"{uri.rstrip('/')}/{rel}"
 
 
 def download_dir(uri: str, local: str | Path, settings: S3Settings | None = None,
@@ -201,7 +262,7 @@ def download_dir(uri: str, local: str | Path, settings: S3Settings | None = None
     bucket, prefix = parse_s3(uri)
     manifest = _read_manifest(s3, uri)
     if manifest is None:
-        keys = [k for k in _list_keys(s3, uri) if not k.endswith("/")]
+        keys = [k for k in list_keys(uri, s3) if not k.endswith("/")]
         if not keys:
             raise StorageError(f"download {uri}: nothing stored under this prefix")
         files: dict[str, Any] = {k[len(prefix) + 1:] if prefix else k: None for k in keys}
@@ -217,12 +278,12 @@ def download_dir(uri: str, local: str | Path, settings: S3Settings | None = None
         try:
             s3.download_file(bucket, key, str(target), Config=cfg, Callback=bar.update)
         except Exception as exc:
-            raise _explain(exc, f"s3://{bucket}/{key}", "download") from None
+            raise explain(exc, f"s3://{bucket}/{key}", "download") from None
         if info is not None and sha256_file(target) != info["sha256"]:
             raise StorageError(f"download s3://{bucket}/{key}: checksum mismatch (the manifest says "
                                f"sha256 {info['sha256'][:12]}…, the file has {sha256_file(target)[:12]}…)")
     bar.close()
-    return {"files": files, "verified": manifest is not None}
+    return {"files": files, "verified": manifest is not None, "manifest": manifest}
 
 
 def _bar(total: int, desc: str, enabled: bool) -> Any:
@@ -250,8 +311,55 @@ def copy_tree(src: str | Path, dst: str | Path, settings: S3Settings | None = No
     return d
 
 
+def upload_files(root: str | Path, uri: str, rels: list[str], settings: S3Settings | None = None) -> None:
+    """Upload the files ``rels`` (relative to ``root``) under ``uri`` in that order, leaving the rest of the tree
+    as it is, then record them in the tree's checksum manifest (created only when the prefix held nothing else),
+    so a later :func:`download_dir` still verifies every file.  Callers put the file that makes the others
+    visible (a repository manifest) last."""
+    s3 = client(settings)
+    _check_bucket(s3, uri)
+    tree = _read_manifest(s3, uri)
+    if tree is None:
+        known = {k[len(parse_s3(uri)[1]):].lstrip("/") for k in list_keys(uri, s3)}
+        tree = {"files": {}} if known <= set(rels) else None  # never hide files a partial manifest would omit
+    cfg = _transfer_config(settings)
+    for rel in rels:
+        info = {"size": (Path(root) / rel).stat().st_size, "sha256": sha256_file(Path(root) / rel)}
+        bucket, key = parse_s3(join(uri, rel))
+        try:
+            s3.upload_file(str(Path(root) / rel), bucket, key, Config=cfg,
+                           ExtraArgs={"Metadata": {"sha256": info["sha256"]}})
+        except Exception as exc:
+            raise explain(exc, join(uri, rel), "upload") from None
+        if tree is not None:
+            tree["files"][rel] = info
+    if tree is not None:
+        tree["total_bytes"] = sum(int(f["size"]) for f in tree["files"].values())
+        bucket, key = parse_s3(join(uri, MANIFEST))
+        try:
+            s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(tree, indent=1, sort_keys=True).encode(),
+                          ContentType="application/json")
+        except Exception as exc:
+            raise explain(exc, join(uri, MANIFEST), "upload") from None
+
+
+def _cached(uri: str, target: Path, settings: S3Settings | None) -> bool:
+    """Whether ``target`` already holds the verified download of ``uri``: the same checksum manifest (written
+    there after its files were checked) and every file of it at its size."""
+    local = target / MANIFEST
+    if not local.is_file():
+        return False
+    remote = _read_manifest(client(settings), uri)
+    if remote is None or json.loads(local.read_text(encoding="utf-8")) != remote:
+        return False
+    return all((target / rel).is_file() and (target / rel).stat().st_size == info["size"]
+               for rel, info in remote["files"].items())
+
+
 def fetch(uri_or_path: str | Path, cache_dir: str | Path, settings: S3Settings | None = None) -> Path:
-    """A local directory holding ``uri_or_path``: the path itself, or a verified download of the URI."""
+    """A local directory holding ``uri_or_path``: the path itself, or a verified download of the URI into
+    ``cache_dir/BUCKET/PREFIX``, downloaded once: a later call (any process) finds the copy there, checked
+    against the tree's manifest, and downloads nothing."""
     if not is_s3(uri_or_path):
         path = Path(uri_or_path)
         if not path.exists():
@@ -259,6 +367,10 @@ def fetch(uri_or_path: str | Path, cache_dir: str | Path, settings: S3Settings |
         return path
     bucket, prefix = parse_s3(str(uri_or_path))
     target = Path(cache_dir) / bucket / (prefix or "_root")
-    download_dir(str(uri_or_path), target, settings)
+    if not _cached(str(uri_or_path), target, settings):
+        (target / MANIFEST).unlink(missing_ok=True)  # an interrupted download must not look complete
+        result = download_dir(str(uri_or_path), target, settings)
+        if result["verified"]:  # written last: only a complete, checked copy is ever reused
+            (target / MANIFEST).write_text(json.dumps(result["manifest"], indent=1, sort_keys=True),
+                                           encoding="utf-8")
     return target
-

@@ -8,17 +8,18 @@ from __future__ import annotations
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
+from distillery.storage import SECRET, SECRET_ENV
+
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_NODE_SELECTOR = ("nvidia.com/gpu.present", "true")
 """The label NVIDIA's GPU feature discovery puts on GPU nodes."""
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 """GPU node pools are tainted so that CPU pods stay off them."""
 
-S3_SECRET = "distillery-s3"
-"""The Secret holding the artifact store's endpoint and credentials (the one manifests/base mounts too)."""
-S3_SECRET_ENV = {"accessKeyId": "AWS_ACCESS_KEY_ID", "secretAccessKey": "AWS_SECRET_ACCESS_KEY"}
-"""Secret key → environment variable, required."""
-S3_SECRET_ENV_OPTIONAL = {"endpoint": "AWS_ENDPOINT_URL_S3", "region": "AWS_DEFAULT_REGION"}
+S3_SECRET = SECRET
+S3_SECRET_ENV = {key: var for var, key, optional in SECRET_ENV if not optional}
+"""Secret key → environment variable, required (from the one table in :mod:`distillery.storage`)."""
+S3_SECRET_ENV_OPTIONAL = {key: var for var, key, optional in SECRET_ENV if optional}
 """Secret key → environment variable, optional: AWS itself needs no endpoint."""
 
 

@@ -102,10 +102,12 @@ def parse_events(body: bytes, max_events: int) -> list[dict[str, Any]]:
     return events
 
 
-def seen_ids(folder: Path, pattern: str) -> set[str]:
-    """Event ids already written to the logs matching ``pattern`` in ``folder`` (a torn last line is skipped)."""
+def seen_ids(path: Path, pattern: str) -> set[str]:
+    """Event ids already written to ``path`` and to the logs matching ``pattern`` beside it (a torn last line is
+    skipped).  ``path`` itself always counts: a log named outside the pattern must still re-read its own ids."""
     ids: set[str] = set()
-    for f in sorted(folder.glob(pattern)):
+    files = set(path.parent.glob(pattern)) | ({path} if path.is_file() else set())
+    for f in sorted(files):
         for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
             try:
                 ids.add(str(json.loads(line)["event_id"]))
@@ -124,7 +126,7 @@ class EventStore:
     def __init__(self, path: str | Path | None, pattern: str = "events*.jsonl") -> None:
         self.path = Path(path) if path else None
         self._log = ExposureLog(self.path)
-        self._seen = seen_ids(self.path.parent, pattern) if self.path is not None else set()
+        self._seen = seen_ids(self.path, pattern) if self.path is not None else set()
         if self.path is not None:
             log.info("event log %s: %d event ids already recorded", self.path, len(self._seen))
 

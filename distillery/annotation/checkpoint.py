@@ -74,23 +74,18 @@ class ShardCheckpoint:
         return f"{self._key_prefix}/{name}" if self._key_prefix else name
 
     def _get(self, name: str) -> bytes | None:
-        try:
-            return bytes(self._s3.get_object(Bucket=self.bucket, Key=self._object(name))["Body"].read())
-        except self._s3.exceptions.NoSuchKey:
-            return None
-        except Exception as exc:
-            raise storage._explain(exc, self.uri(name), "read checkpoint") from None
+        return storage.read_object(self.uri(name), self._s3, "read checkpoint")
 
     def _put(self, name: str, body: bytes) -> None:
         try:
             self._s3.put_object(Bucket=self.bucket, Key=self._object(name), Body=body)
         except Exception as exc:
-            raise storage._explain(exc, self.uri(name), "write checkpoint") from None
+            raise storage.explain(exc, self.uri(name), "write checkpoint") from None
 
     def _parts(self) -> list[tuple[int, int, str]]:
         """``(first, end, name)`` of every stored part (``end`` exclusive)."""
         folder = f"{self.stem}.parts"
-        keys = storage._list_keys(self._s3, f"s3://{self.bucket}/{self._object(folder)}")
+        keys = storage.list_keys(self.uri(folder), self._s3)
         out = []
         for k in keys:
             m = PART.search(k)

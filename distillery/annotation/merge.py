@@ -53,12 +53,12 @@ class MergeReport:
     decoder_dtype: list[str] = field(default_factory=list)
     """The precision(s) the decoder ran in."""
     label_agreement: float | None = None
+    """Share of labelled records whose free text names the same label as the label position chose (None: no
+    record says)."""
     requests_per_second: float = 0.0
     """An inference engine's requests per second of waiting on it (0: the in-process teacher)."""
     engine_tokens_per_second: float = 0.0
     """Completion tokens per second the engine reported (label reads included)."""
-    """Share of labelled records whose free text names the same label as the label position chose (None: no
-    record says)."""
 
     def to_markdown(self) -> str:
         rows = "\n".join(f"| {k} | {v} | {v / max(1, self.records):.1%} |" for k, v in sorted(self.labels.items()))

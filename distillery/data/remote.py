@@ -9,7 +9,6 @@ the same loader as a local file.  An object is one file; a prefix with objects u
 
 from __future__ import annotations
 
-import re
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,21 +16,15 @@ from pathlib import Path
 from typing import TypeVar
 
 from distillery.data.schema import DataError
-
-S3_TARGET = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,62}/[^,]+$")
-"""An S3 data target: a bucket name as S3 allows it and a non-empty key (the CRD's pattern says the same)."""
+from distillery.storage import S3_OBJECT, is_s3
 
 T = TypeVar("T")
 
 
-def is_remote(target: str) -> bool:
-    return target.startswith("s3://")
-
-
 def check_target(target: str, spec: str) -> None:
     """A spec's target is a local path (no ``:``) or ``s3://BUCKET/KEY``; anything else names the spec."""
-    if is_remote(target):
-        if not S3_TARGET.match(target):
+    if is_s3(target):
+        if not S3_OBJECT.match(target):
             raise DataError(f"data spec {spec!r}: {target!r} is not s3://BUCKET/KEY")
     elif ":" in target:
         raise DataError(f"data spec {spec!r}: {target!r}: only local paths and s3://BUCKET/KEY are supported")
@@ -45,12 +38,11 @@ def _download(uri: str, dest: Path) -> Path:
     local = dest / Path(key).name
     s3 = storage.client()
     try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except Exception as exc:
-        err = storage._explain(exc, uri, "read")
-        if not str(err).endswith("no such object"):
-            raise DataError(str(err)) from None
-        try:  # not an object: a prefix holding a dataset (a directory of parquet files)
+        is_object = storage.exists(uri, s3)
+    except storage.StorageError as exc:
+        raise DataError(str(exc)) from None
+    if not is_object:  # a prefix holding a dataset (a directory of parquet files)
+        try:
             storage.download_dir(uri, local)
         except storage.StorageError as dir_err:
             if "nothing stored under this prefix" in str(dir_err):
@@ -60,14 +52,14 @@ def _download(uri: str, dest: Path) -> Path:
     try:
         s3.download_file(bucket, key, str(local))
     except Exception as exc:
-        raise DataError(str(storage._explain(exc, uri, "download"))) from None
+        raise DataError(str(storage.explain(exc, uri, "download"))) from None
     return local
 
 
 @contextmanager
 def localised(target: str) -> Iterator[str]:
     """A local path holding ``target``: the path itself, or a temporary download of an ``s3://`` URI."""
-    if not is_remote(target):
+    if not is_s3(target):
         yield target
         return
     with tempfile.TemporaryDirectory(prefix="distillery-data-") as tmp:

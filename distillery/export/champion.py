@@ -16,14 +16,14 @@ Promoting the version that already is the champion changes nothing, so a retried
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from distillery import storage
-from distillery.export.repository import MANIFEST
+from distillery.export.repository import MANIFEST, read_manifest
 
 CHAMPION_MODEL = "relevance"
 
@@ -39,60 +39,31 @@ def _location(repo: str) -> str:
 def _read(repo: str, rel: str) -> bytes | None:
     """A file of the repository (local or ``s3://``), None when absent."""
     where = _location(repo)
-    if not storage.is_s3(where):
-        path = Path(where) / rel
-        return path.read_bytes() if path.is_file() else None
-    bucket, prefix = storage.parse_s3(where)
-    key = f"{prefix}/{rel}" if prefix else rel
-    try:
-        return bytes(storage.client().get_object(Bucket=bucket, Key=key)["Body"].read())
-    except Exception as exc:
-        err = storage._explain(exc, f"s3://{bucket}/{key}", "read")
-        if str(err).endswith("no such object"):
-            return None
-        raise err from exc
+    if storage.is_s3(where):
+        return storage.read_object(storage.join(where, rel))
+    path = Path(where) / rel
+    return path.read_bytes() if path.is_file() else None
 
 
 def _write(repo: str, files: dict[str, bytes]) -> None:
-    """Write ``files`` (relative path → content) into the repository, keeping an S3 tree's checksums right."""
+    """Write ``files`` (relative path → content) into the repository in that order; on S3 through
+    :func:`distillery.storage.upload_files`, which keeps the tree's checksum manifest right."""
     where = _location(repo)
-    if not storage.is_s3(where):
+    with tempfile.TemporaryDirectory(prefix="distillery-promote-") as tmp:
+        root = Path(where) if not storage.is_s3(where) else Path(tmp)
         for rel, data in files.items():
-            (Path(where) / rel).parent.mkdir(parents=True, exist_ok=True)
-            (Path(where) / rel).write_bytes(data)
-        return
-    bucket, prefix = storage.parse_s3(where)
-    s3 = storage.client()
-    sums = {rel: hashlib.sha256(data).hexdigest() for rel, data in files.items()}
-    tree = _read(repo, storage.MANIFEST)
-    for rel, data in files.items():
-        key = f"{prefix}/{rel}" if prefix else rel
-        try:
-            s3.put_object(Bucket=bucket, Key=key, Body=data, Metadata={"sha256": sums[rel]})
-        except Exception as exc:
-            raise storage._explain(exc, f"s3://{bucket}/{key}", "write") from exc
-    if tree is not None:  # last: a failure before it leaves a retry to rewrite everything
-        doc: dict[str, Any] = json.loads(tree)
-        for rel, data in files.items():
-            doc["files"][rel] = {"size": len(data), "sha256": sums[rel]}
-        doc["total_bytes"] = sum(int(f["size"]) for f in doc["files"].values())
-        _write_object(s3, bucket, f"{prefix}/{storage.MANIFEST}" if prefix else storage.MANIFEST,
-                      json.dumps(doc, indent=1, sort_keys=True).encode())
-
-
-def _write_object(s3: Any, bucket: str, key: str, data: bytes) -> None:
-    try:
-        s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/json")
-    except Exception as exc:
-        raise storage._explain(exc, f"s3://{bucket}/{key}", "write") from exc
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(data)
+        if storage.is_s3(where):
+            storage.upload_files(root, where, list(files))
 
 
 def read_repository_manifest(repo: str) -> dict[str, Any]:
     """``distillery-repository.json`` of ``repo``; a :class:`PromotionError` when the repository has none."""
-    raw = _read(repo, MANIFEST)
-    if raw is None:
-        raise PromotionError(f"{repo}: no {MANIFEST}: not a model repository written by `distillery export`")
-    return dict(json.loads(raw))
+    try:
+        return read_manifest(repo, required=True)
+    except FileNotFoundError as exc:
+        raise PromotionError(str(exc)) from None
 
 
 def champion_version(repo: str) -> int | None:

@@ -25,9 +25,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-from distillery.export.repository import MANIFEST, VARIANT_MODELS
+from distillery.export.repository import MANIFEST, VARIANT_MODELS, read_manifest
 from distillery.export.tensorrt import TRTEXEC, TensorRTUnavailable, TrtProfile, trtexec_command
 
 _TRT_VERSION = re.compile(r"TensorRT version:\s*([0-9][\w.]*)")
@@ -42,17 +41,10 @@ def find_trtexec(explicit: str | None = None) -> str:
                               "in the serving image, or print the commands with --print")
 
 
-def _manifest(repo: Path) -> dict[str, Any]:
-    path = repo / MANIFEST
-    if not path.is_file():
-        raise FileNotFoundError(f"{repo}: not a model repository written by distillery export (no {MANIFEST})")
-    return dict(json.loads(path.read_text(encoding="utf-8")))
-
-
 def plan_commands(repo: str | Path, trtexec: str = "trtexec", force: bool = False) -> dict[str, list[str]]:
     """Version → the ``trtexec`` command that builds its plan, for every version whose plan is missing."""
     root = Path(repo)
-    versions = {v: e["tensorrt"] for v, e in _manifest(root)["versions"].items() if "tensorrt" in e}
+    versions = {v: e["tensorrt"] for v, e in read_manifest(root, required=True)["versions"].items() if "tensorrt" in e}
     if not versions:
         raise ValueError(f"{root}: no version has the tensorrt variant (export with export.variants including "
                          "tensorrt, e.g. --set export.variants=[python,tensorrt])")
@@ -89,11 +81,19 @@ def build_plans(repo: str | Path, out: str | Path | None = None, trtexec: str | 
         shutil.copytree(src, dst, dirs_exist_ok=True)
     exe = find_trtexec(trtexec)
     commands = plan_commands(dst, exe, force)
-    manifest = _manifest(dst)
+    manifest = read_manifest(dst, required=True)
     for version, cmd in tqdm(commands.items(), desc="tensorrt plans", unit="plan"):
         manifest["versions"][version]["tensorrt"]["built"] = {"tensorrt": _run(version, cmd), "command": cmd}
     (dst / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return list(commands)
+
+
+def _printed_trtexec(explicit: str | None) -> str:
+    """The trtexec a printed command names: the one :func:`find_trtexec` would run, else the serving image's."""
+    try:
+        return find_trtexec(explicit)
+    except TensorRTUnavailable:
+        return explicit or TRTEXEC  # printed on a machine without TensorRT, for the serving image
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         if args.print:
-            for version, cmd in plan_commands(args.repo, args.trtexec or "trtexec", args.force).items():
+            for version, cmd in plan_commands(args.repo, _printed_trtexec(args.trtexec), args.force).items():
                 print(f"# version {version}\n{' '.join(cmd)}")
             return 0
         built = build_plans(args.repo, args.out, args.trtexec, args.force)

@@ -114,22 +114,43 @@ def merge_version(exported: Path, serving: Path, run_label: str = "") -> dict[st
     return {"version": version, "role": role, "champion": dst["champion"], "published": True}
 
 
+def _stage_serving(exported: Path, target: str, local: Path) -> dict[str, bytes]:
+    """Into ``local``, the few files of the S3 repository ``target`` that :func:`merge_version` reads (its manifest
+    and the ``config.pbtxt`` of every model the export holds); returns them (relative path → content)."""
+    from distillery import storage
+
+    models = [m.name for m in sorted(exported.iterdir()) if (m / "config.pbtxt").exists()]
+    wanted = [MANIFEST, *(f"{m}/config.pbtxt" for m in models)]
+    read = {}
+    for rel in wanted:
+        data = storage.read_object(storage.join(target, rel))
+        if data is not None:
+            (local / rel).parent.mkdir(parents=True, exist_ok=True)
+            (local / rel).write_bytes(data)
+            read[rel] = data
+    return read
+
+
 def publish_version(exported: str | Path, target: str | Path, run_label: str = "") -> dict[str, Any]:
     """Publish the exported repository into ``target`` (a directory or ``s3://``) as its next version
-    (:func:`merge_version`); returns the result with ``repository``: the target."""
+    (:func:`merge_version`); returns the result with ``repository``: the target.
+
+    On S3 only the repository's manifest and model configs are read, and only what the merge added or changed is
+    uploaded (the new version's files, then the manifest last, so no reader sees a version whose files are not
+    all there; the champion's objects are never rewritten).  There is no lock: two runs publishing into one
+    repository at the same moment can still both take the same version number."""
     from distillery import storage
 
     if not storage.is_s3(target):
         return {"repository": str(target), **merge_version(Path(exported), Path(target), run_label)}
     with tempfile.TemporaryDirectory(prefix="distillery-publish-") as tmp:
         local = Path(tmp) / "serving"
-        try:
-            storage.download_dir(str(target), local)
-        except storage.StorageError as exc:
-            if "nothing stored under this prefix" not in str(exc):
-                raise  # a missing bucket or rejected credentials: never publish over what we could not read
-            local.mkdir(parents=True)
+        local.mkdir()
+        before = _stage_serving(Path(exported), str(target), local)
         result = merge_version(Path(exported), local, run_label)
         if result["published"]:
-            storage.copy_tree(local, str(target))
+            files = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
+            changed = [rel for rel in files
+                       if rel != MANIFEST and (rel not in before or (local / rel).read_bytes() != before[rel])]
+            storage.upload_files(local, str(target), [*changed, MANIFEST])
     return {"repository": str(target), **result}

@@ -124,11 +124,34 @@ def _write_runtime(version_dir: Path, runtime: dict[str, Any]) -> None:
     (version_dir / RUNTIME_FILE).write_text(json.dumps(runtime) + "\n", encoding="utf-8")
 
 
-def read_manifest(repo: Path) -> dict[str, Any]:
-    path = repo / MANIFEST
-    if not path.exists():
+def read_manifest(repo: str | Path, required: bool = False) -> dict[str, Any]:
+    """``distillery-repository.json`` of ``repo`` (a folder, ``file://`` or ``s3://`` prefix): without one an empty
+    repository, or with ``required`` a FileNotFoundError naming ``repo``; one that is not JSON, a ValueError naming
+    the file.  The one reader of the manifest (export, publish, promotion, the plan step, the operator)."""
+    from distillery import storage
+
+    where = str(repo).removeprefix("file://")
+    if storage.is_s3(where):
+        name, raw = storage.join(where, MANIFEST), storage.read_object(storage.join(where, MANIFEST))
+    else:
+        path = Path(where) / MANIFEST
+        name, raw = str(path), path.read_bytes() if path.is_file() else None
+    if raw is None:
+        if required:
+            raise FileNotFoundError(f"{repo}: no {MANIFEST}: not a model repository written by `distillery export`")
         return {"versions": {}, "champion": None}
-    return dict(json.loads(path.read_text(encoding="utf-8")))
+    return read_json(raw, name)
+
+
+def read_json(raw: bytes | str, name: str | Path) -> dict[str, Any]:
+    """``raw`` parsed as a JSON object; anything else is a ValueError naming the file ``name`` and the fault."""
+    try:
+        doc = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{name}: not valid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{name}: expected a JSON object, found {type(doc).__name__}")
+    return doc
 
 
 def _student_meta(student_dir: Path) -> dict[str, Any]:
@@ -137,7 +160,7 @@ def _student_meta(student_dir: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{student_dir}: not a saved student (no distillery.json)")
     if not (student_dir / "tokenizer.json").exists():
         raise FileNotFoundError(f"{student_dir}: no tokenizer.json (the server-side tokenizer needs a fast tokenizer)")
-    return dict(json.loads(meta_file.read_text(encoding="utf-8")))
+    return read_json(meta_file.read_bytes(), meta_file)
 
 
 def check_tensorrt_input(onnx: Path, profile: TrtProfile, longest: int) -> None:

@@ -36,14 +36,12 @@ def read_final_metrics(output_uri: str) -> dict[str, float] | None:
     from distillery import storage
 
     uri = f"{output_uri.rstrip('/')}/{METRICS_PATH}"
-    bucket, key = storage.parse_s3(uri)
     try:
-        body = storage.client().get_object(Bucket=bucket, Key=key)["Body"].read()
-    except Exception as exc:
-        err = storage._explain(exc, uri, "read")
-        if str(err).endswith("no such object"):
-            return None
-        raise MetricsUnavailable(str(err)) from exc
+        body = storage.read_object(uri)
+    except storage.StorageError as exc:
+        raise MetricsUnavailable(str(exc)) from exc
+    if body is None:
+        return None
     try:
         return final_metrics(json.loads(body))
     except (json.JSONDecodeError, AttributeError, TypeError) as exc:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from distillery.storage import S3_URI
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class OperatorSettings:
         for name in ("poll_s", "tick_s", "retry_s"):
             if not 0 < getattr(self, name) <= 86400:
                 raise ValueError(f"operator setting {name}={getattr(self, name)!r}: must be in (0, 86400] seconds")
-        if self.serving_repository and not re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,62}(/.*)?$", self.serving_repository):
+        if self.serving_repository and not S3_URI.match(self.serving_repository):
             raise ValueError(f"operator setting DISTILLERY_SERVING_REPOSITORY={self.serving_repository!r}: "
                              "must be s3://BUCKET/PREFIX or empty")
 

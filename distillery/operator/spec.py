@@ -21,13 +21,14 @@ from typing import Any
 from distillery.config import ABTEST_METRICS, ABTestConfig, ConfigError
 from distillery.data.schema import DataError
 from distillery.data.spec import check_spec
+from distillery.storage import BUCKET_PATTERN, S3_URI
 
 GROUP = "distillery.relevance.dev"
 VERSION = "v1alpha1"
 PROFILES = ("tiny", "demo", "full")
 LAUNCHERS = ("local", "trainjob", "pytorchjob")
 """Where a DistillationRun's teacher trains (``teacher.launch.launcher``); ``torchrun`` is for one machine, not a CR."""
-_TARGET = r"(s3://[a-z0-9][a-z0-9.-]{1,62}/[^,]+|[^,:]+)"
+_TARGET = rf"(s3://{BUCKET_PATTERN}/[^,]+|[^,:]+)"
 _FIELDS = r"(query_id|query|item_id|title|brand|color|attributes|bullet_points|description|label|label_source)"
 _NOISE = r"(0(\.([0-4][0-9]*|50*)?)?|\.([0-4][0-9]*|50*))"
 DATA_SOURCE = re.compile(
@@ -37,7 +38,6 @@ DATA_SOURCE = re.compile(
 )
 """The CRD's pattern for ``spec.data.source``: what :func:`distillery.data.spec.check_spec` accepts, in a form the
 API server can check (a test holds both to the same table of cases); the operator runs ``check_spec`` itself."""
-S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,62}(/.*)?$")
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 METRICS_URI = re.compile(r"^(s3://|file://|/).+")
 DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -234,8 +234,8 @@ class RelevanceExperimentSpec:
     interval_s: int = 300
     config_map: str = "distillery-splitter"
     serving_uri: str | None = None
-    """``spec.serving.repository``: the Triton model repository whose champion a promotion rewrites (unset: the
-    operator's ``DISTILLERY_SERVING_REPOSITORY``, where DistillationRuns publish)."""
+    """``spec.serving.repository``: the Triton model repository (``s3://``, as for a DistillationRun) whose champion
+    a promotion rewrites (unset: the operator's ``DISTILLERY_SERVING_REPOSITORY``, where DistillationRuns publish)."""
 
 
 def _arm(r: _Reader, key: str) -> Arm:
@@ -318,5 +318,5 @@ def _parse_relevance_experiment(spec: Mapping[str, Any] | None) -> RelevanceExpe
         max_analyses_per_step=max_analyses,
         interval_s=r.integer("analysisIntervalSeconds", 300, 1, 86400),
         config_map=r.sub("splitter").text("configMap", "distillery-splitter", pattern=DNS_NAME),
-        serving_uri=r.sub("serving").text("repository", None, pattern=METRICS_URI),
+        serving_uri=r.sub("serving").text("repository", None, pattern=S3_URI),
     )

@@ -86,9 +86,14 @@ def train(step: str, cfg: Config, data: DatasetLike, model_dir: str | Path, out_
         return _train_here(step, cfg, data, Path(model_dir), out_dir, base, reward_dir)
     if launcher == "torchrun":
         return _train_torchrun(step, cfg, data, Path(model_dir), out_dir, base, reward_dir)
+    import tempfile
+
     from distillery.teacher.jobs import run_cluster_job
 
-    return run_cluster_job(step, cfg, data, model_dir, out_dir, base=base, reward_dir=reward_dir)
+    with tempfile.TemporaryDirectory(prefix="teacher-job-") as tmp:
+        if isinstance(data, Dataset) and data.directory is None:  # the job's pods cannot read a spec's local file
+            data = _write_splits(data, Path(tmp) / "data")
+        return run_cluster_job(step, cfg, data, model_dir, out_dir, base=base, reward_dir=reward_dir)
 
 
 def _train_here(step: str, cfg: Config, data: DatasetLike, model_dir: Path, out_dir: str | Path | None,

@@ -15,8 +15,10 @@ CPU command (tiny profile, 2 processes, gloo)::
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
+from distillery.config import Config
 from distillery.stages._io import config_from_json
 from distillery.stages.data import Dataset, DatasetLike
 from distillery.stages.teacher import STEPS, train
@@ -35,12 +37,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def read_config(value: str) -> Config:
+    """``--config``: a JSON file, JSON text or a profile name; JSON that does not parse is a one-line error naming
+    the file (or saying it was the text itself)."""
+    source = "--config text"
+    if not value.lstrip().startswith("{") and Path(value).is_file():
+        source, value = value, Path(value).read_text(encoding="utf-8")
+    try:
+        return config_from_json(value)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"{source}: not valid JSON ({exc})") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    text = args.config
-    if not text.lstrip().startswith("{") and Path(text).is_file():
-        text = Path(text).read_text(encoding="utf-8")
-    cfg = config_from_json(text)
+    cfg = read_config(args.config)
     data: DatasetLike = args.data if Path(args.data).is_dir() else Dataset.from_spec(args.data, cfg)[0]
     try:
         train(args.step, cfg, data, args.model_dir, args.out_dir, base=args.base, reward_dir=args.reward)

@@ -165,9 +165,17 @@ def worker_argv(step: str, config: str, data: str, model_dir: str, out_dir: str 
     return argv
 
 
-def torchrun_command(argv: Sequence[str], nproc: int) -> list[str]:
-    """``python -m torch.distributed.run`` on this machine (``--standalone``: a free rendezvous port)."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *argv]
+def torchrun_command(argv: Sequence[str], nproc: int, nnodes: int = 1, node_rank: int = 0, master_addr: str = "",
+                     master_port: str = "29500") -> list[str]:
+    """``python -m torch.distributed.run`` of ``argv`` in ``nproc`` processes on each of ``nnodes`` nodes: one node
+    uses ``--standalone`` (a free local rendezvous port), more meet at ``master_addr:master_port`` (the one builder
+    of this command line, for a local launch and for every pod of a cluster job)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nnodes), "--nproc-per-node", str(nproc)]
+    if nnodes == 1:
+        return [*cmd, "--standalone", *argv]
+    if not master_addr:
+        raise ValueError(f"torchrun on {nnodes} nodes needs the master node's address")
+    return [*cmd, "--node-rank", str(node_rank), "--master-addr", master_addr, "--master-port", master_port, *argv]
 
 
 def run_torchrun(argv: Sequence[str], nproc: int) -> None:

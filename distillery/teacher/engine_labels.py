@@ -1,12 +1,13 @@
 """Label distributions from an inference engine's top logprobs, with the local decoder's rules.
 
-An engine (an OpenAI-compatible server, vLLM) returns per generated token its top-K logprobs.  This module
-applies :class:`distillery.teacher.generate.Decoder`'s rules to such a completion: the label position is the
-token after the model's own first ``Label:``; the answer ends at the first newline after the label word (the
-decoder stops there); an answer that wrote no ``Label:`` gets ``"\\nLabel:"`` appended and one more token read
-(``forced_label``).  Class probabilities are the summed probabilities of each class word's first tokens
-(with and without a leading space), renormalised over the classes, exactly as the decoder computes them
-from the full softmax — here from the top-K only, so a class absent from it gets the floor::
+An engine (an OpenAI-compatible server, vLLM) returns per generated token its top-K logprobs. This module
+holds :class:`distillery.teacher.generate.Decoder`'s rules (the decoder imports its cue, stop tokens and class
+tokens from here) and applies them to such a completion: the label position is the token after the model's own
+first ``Label:``; the answer ends at the first newline after the label word (the decoder stops there); an
+answer that wrote no ``Label:`` gets ``"\\nLabel:"`` appended and one more token read (``forced_label``).
+Class probabilities are the summed probabilities of each class word's first tokens (with and without a leading
+space), renormalised over the classes, exactly as the decoder computes them from the full softmax — here from
+the top-K only, so a class absent from it gets the floor::
 
     from distillery.teacher.engine_labels import label_probs_from_top
 
@@ -23,7 +24,11 @@ from transformers import PreTrainedTokenizerBase
 
 from distillery.data.schema import LabelSet
 
-LABEL_CUE = "label:"  # as distillery.teacher.generate.LABEL_CUE
+LABEL_CUE = "label:"
+"""What ends the answer's label cue (lower-cased); the local decoder and the engine backends share it."""
+TOKEN_ID = "token_id:"
+"""vLLM's ``return_tokens_as_token_ids`` token form (``token_id:N``): written by ``distillery teacher serve``,
+read by the ``openai:`` backend."""
 CUE_TOKENS = 6
 """The decoder looks for ``Label:`` in the last six tokens' text."""
 

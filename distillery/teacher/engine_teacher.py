@@ -128,7 +128,7 @@ class EngineTeacher:
             more = self.complete(heads, 1, self.label_logprobs)
             self.engine_stats.add(more, time.perf_counter() - t0, reads=True)
             for i, c in zip(reads, more, strict=True):
-                probs[i] = label_probs_from_top(c.top[0], self._keys(c))[0] if c.top else None
+                probs[i] = label_probs_from_top(c.top[0], self._keys(c))[0] if c.top else probs[i]
         return [to_answer(self._raw(c, s.length), probs[i], self.label_set, len(prompts[i]), s.steps, s.forced)
                 for i, (c, s) in enumerate(zip(comps, settled, strict=True))]
 

@@ -20,9 +20,9 @@ from transformers.cache_utils import DynamicLayer
 
 from distillery.data.schema import LabelSet
 from distillery.teacher import prefix_attention
+from distillery.teacher.engine_labels import LABEL_CUE, class_first_tokens, stop_ids
 from distillery.teacher.prefix_attention import SharedPrefix, shared_prefix
 
-LABEL_CUE = "label:"
 COMPACT_SHARE = 4
 """Finished rows leave the batch once they are at least 1/COMPACT_SHARE of it."""
 PREFILL_TOKENS = 2048
@@ -145,11 +145,10 @@ class Decoder:
         texts = [tokenizer.convert_tokens_to_string([p]) if p is not None else "" for p in pieces]
         self.newline = torch.tensor(["\n" in t for t in texts], dtype=torch.bool)
         self.colon = torch.tensor([t.rstrip().endswith(":") for t in texts], dtype=torch.bool)
-        stops = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>"),
-                 tokenizer.convert_tokens_to_ids("<|endoftext|>")}
         self.stop = torch.zeros(vocab, dtype=torch.bool)
-        self.stop[[s for s in stops if isinstance(s, int) and 0 <= s < vocab]] = True
-        self.class_tokens = self._label_first_tokens()
+        self.stop[sorted(stop_ids(tokenizer))] = True
+        # The engine backends read labels with the same helpers (distillery.teacher.engine_labels): one rule.
+        self.class_tokens = class_first_tokens(tokenizer, label_set)
         self.suffix_ids: list[int] = tokenizer("\nLabel:", add_special_tokens=False)["input_ids"]
         # transformers 5 renamed ``past_key_values`` to ``cache``; other models may still use the old name.
         params = inspect.signature(model.forward).parameters
@@ -160,18 +159,6 @@ class Decoder:
         self.device = next(model.parameters()).device
         self.timing = DecodeTiming()
         self.cascade = self.device.type == "cpu" and prefix_attention.install(model)
-
-    def _label_first_tokens(self) -> list[list[int]]:
-        """First token of each class word, with and without a leading space; they must differ across classes."""
-        groups: list[list[int]] = []
-        for c in self.label_set.classes:
-            ids = {self.tok(v, add_special_tokens=False)["input_ids"][0] for v in (f" {c}", c)}
-            groups.append(sorted(ids))
-        flat = [i for g in groups for i in g]
-        if len(flat) != len(set(flat)):
-            raise ValueError(f"the tokenizer starts two of the label words {self.label_set.classes} with the same "
-                             "token, so label_probs cannot be read at the label position")
-        return groups
 
     def _class_probs(self, logits: torch.Tensor) -> torch.Tensor:
         p = torch.softmax(logits.float(), dim=-1)

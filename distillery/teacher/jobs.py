@@ -35,6 +35,7 @@ from typing import Any
 
 from distillery.config import Config
 from distillery.images import TRAINER_IMAGE
+from distillery.storage import SECRET, SECRET_ENV
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,6 @@ STEPS = ("dapt", "sft", "reward", "dpo")
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-S3_SECRET = "distillery-s3"
-S3_ENV = (("AWS_ACCESS_KEY_ID", "accessKeyId", False), ("AWS_SECRET_ACCESS_KEY", "secretAccessKey", False),
-          ("AWS_ENDPOINT_URL_S3", "endpoint", True), ("AWS_DEFAULT_REGION", "region", True))
-"""(variable, key of the ``distillery-s3`` Secret, optional): the same Secret the pipeline's steps read."""
 SCRATCH = "/scratch"
 """An emptyDir on every pod: inputs, outputs and caches (the image's root filesystem stays read-only)."""
 TRAINJOB_CONTAINER = "node"
@@ -80,9 +77,9 @@ def pod_args(step: str, cfg: Config, staging: str, inputs: Mapping[str, str]) ->
 
 def _env() -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
-        {"name": var, "valueFrom": {"secretKeyRef": {"name": S3_SECRET, "key": key, **({"optional": True} if opt
+        {"name": var, "valueFrom": {"secretKeyRef": {"name": SECRET, "key": key, **({"optional": True} if opt
                                                                                       else {})}}}
-        for var, key, opt in S3_ENV]
+        for var, key, opt in SECRET_ENV]
     # HOME and the caches on the scratch volume: the image runs as an arbitrary non-root user.
     env += [{"name": "HOME", "value": SCRATCH}, {"name": "DISTILLERY_CACHE", "value": f"{SCRATCH}/cache"},
             {"name": "HF_HOME", "value": f"{SCRATCH}/hf"}, {"name": "TMPDIR", "value": SCRATCH},
@@ -205,15 +202,20 @@ def _namespace(cfg: Config) -> str:
 
 def stage_inputs(step: str, staging: str, sources: Mapping[str, Any]) -> dict[str, str]:
     """What the pods read for each input: a local directory (or a prepared :class:`Dataset`'s) is uploaded to
-    ``{staging}/inputs/<name>``; an ``s3://`` URI or a data spec goes as it is."""
+    ``{staging}/inputs/<name>``; an ``s3://`` URI or a data spec goes as it is.  A Dataset loaded from a spec in
+    this process is refused: its file may be one only this pod can read (``stages.teacher.train`` writes its split
+    out first)."""
     from distillery.storage import copy_tree, is_s3
 
     inputs = {}
     for key, value in sources.items():
         if value is None or value == "":
             continue
-        if hasattr(value, "directory"):  # a stages.data.Dataset: its prepared directory, else the spec it loaded
-            value = value.directory if value.directory is not None else value.name
+        if hasattr(value, "directory"):  # a stages.data.Dataset (the layer above): its prepared directory
+            if value.directory is None:
+                raise ValueError(f"teacher {step}: {key} {value.name!r} was loaded in this process; write its split "
+                                 "to a directory first (the job's pods share no disk with it)")
+            value = value.directory
         if not is_s3(value) and Path(value).is_dir():
             uri = f"{staging}/inputs/{key}"
             log.info("teacher %s: staging %s → %s", step, value, uri)

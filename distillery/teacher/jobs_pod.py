@@ -50,21 +50,17 @@ def torchrun_command(args: argparse.Namespace, local: Mapping[str, str], config_
                      env: Mapping[str, str]) -> list[str]:
     """This node's ``torchrun`` command line (one node: ``--standalone``, no rendezvous host needed); the worker's
     arguments are :func:`distillery.teacher.distributed.worker_argv`'s, as for a local torchrun launch."""
+    from distillery.teacher.distributed import torchrun_command as command
     from distillery.teacher.distributed import worker_argv
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(args.nnodes),
-           "--nproc-per-node", str(args.nproc_per_node)]
-    if args.nnodes == 1:
-        cmd.append("--standalone")
-    else:
-        master = env.get("PET_MASTER_ADDR") or env.get("MASTER_ADDR")
-        if not master:
-            raise SystemExit(f"--nnodes {args.nnodes}: neither PET_MASTER_ADDR nor MASTER_ADDR is set; the pods of a "
-                             "multi-node job are started by Kubeflow Trainer or the Training Operator, which set them")
-        cmd += ["--node-rank", str(node_rank(env)), "--master-addr", master,
-                "--master-port", env.get("PET_MASTER_PORT") or env.get("MASTER_PORT") or "29500"]
-    return cmd + worker_argv(args.step, str(config_file), local["data"], str(out / "model"),
-                             out_dir=str(out / "training"), base=local.get("base"), reward=local.get("reward"))
+    master = env.get("PET_MASTER_ADDR") or env.get("MASTER_ADDR") or ""
+    if args.nnodes > 1 and not master:
+        raise SystemExit(f"--nnodes {args.nnodes}: neither PET_MASTER_ADDR nor MASTER_ADDR is set; the pods of a "
+                         "multi-node job are started by Kubeflow Trainer or the Training Operator, which set them")
+    argv = worker_argv(args.step, str(config_file), local["data"], str(out / "model"), out_dir=str(out / "training"),
+                       base=local.get("base"), reward=local.get("reward"))
+    return command(argv, args.nproc_per_node, args.nnodes, node_rank(env), master,
+                   env.get("PET_MASTER_PORT") or env.get("MASTER_PORT") or "29500")
 
 
 def stage_in(inputs: Sequence[str], scratch: Path) -> dict[str, str]:

@@ -158,7 +158,8 @@ def _prepare_tokenizer(tok: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
 @functools.lru_cache(maxsize=16)
 def resolve(name: str) -> str:
     """``name`` itself, or for an ``s3://`` URI the local copy in the cache (downloaded and checked against its
-    manifest once per process; under torchrun the first process of each node downloads, the others wait)."""
+    manifest once: a later process finds the verified copy and downloads nothing, see
+    :func:`distillery.storage.fetch`; under torchrun the first process of each node fetches, the others wait)."""
     from distillery import storage
     from distillery.teacher import distributed
 

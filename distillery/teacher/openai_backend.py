@@ -24,11 +24,12 @@ import os
 import urllib.parse
 from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from distillery.config import Config, ConfigError
-from distillery.teacher.engine_labels import token_text
+from distillery.config import Config
+from distillery.teacher.engine_labels import TOKEN_ID, token_text
+from distillery.teacher.engine_spec import parse_options
 from distillery.teacher.engine_teacher import Completion, EngineTeacher
 from distillery.teacher.openai_http import HttpJson, Unreachable
 
@@ -36,7 +37,6 @@ SPEC_FIELDS = {"model": "endpoint_model", "api_key_env": "endpoint_key_env", "co
                "timeout": "endpoint_timeout", "patience": "endpoint_patience", "rate_limit": "endpoint_rate_limit",
                "logprobs": "endpoint_logprobs", "label_logprobs": "endpoint_label_logprobs"}
 """Spec keys → the ``teacher`` config field each overrides (``tokenizer`` is the spec's own)."""
-TOKEN_ID = "token_id:"
 SERVED_KEYS = ("id", "root", "owned_by", "distillery")
 """What the identity keeps of the server's ``/models`` entry: what the model is (``distillery serve`` adds its
 teacher identity, weights fingerprint included), not limits or per-start fields (vLLM's ``created`` and
@@ -58,31 +58,10 @@ def parse_spec(rest: str, cfg: Config) -> OpenAISpec:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"{where}: {url!r} is not an http(s) URL (expected openai:http://HOST:PORT/v1,model=NAME)")
-    values: dict[str, Any] = {}
-    tokenizer = ""
-    for opt in opts:
-        key, sep, value = opt.partition("=")
-        if not sep or not value:
-            raise ValueError(f"{where}: {opt!r} is not key=value")
-        if key == "tokenizer":
-            tokenizer = value
-        elif key not in SPEC_FIELDS:
-            raise ValueError(f"{where}: unknown key {key!r} (known: tokenizer, {', '.join(SPEC_FIELDS)})")
-        else:
-            field = SPEC_FIELDS[key]
-            kind = type(getattr(cfg.teacher, field))
-            try:
-                values[field] = kind(value)
-            except ValueError:
-                raise ValueError(f"{where}: {key}={value!r} is not {'an integer' if kind is int else 'a number'}"
-                                 ) from None
-    try:
-        teacher = replace(cfg.teacher, **values)
-    except ConfigError as exc:
-        raise ValueError(f"{where}: {exc}") from None
-    if not teacher.endpoint_model:
+    cfg, own = parse_options(where, opts, cfg, SPEC_FIELDS, {"tokenizer": ""})
+    if not cfg.teacher.endpoint_model:
         raise ValueError(f"{where}: no model=NAME (the model name the server serves)")
-    return OpenAISpec(url.rstrip("/"), tokenizer or teacher.endpoint_model, replace(cfg, teacher=teacher))
+    return OpenAISpec(url.rstrip("/"), own.get("tokenizer") or cfg.teacher.endpoint_model, cfg)
 
 
 class OpenAITeacher(EngineTeacher):
@@ -95,7 +74,7 @@ class OpenAITeacher(EngineTeacher):
         self.http = HttpJson(spec.base_url, os.environ.get(t.endpoint_key_env), t.endpoint_timeout, retries=None,
                              backoff=0.25, max_backoff=4.0, patience=t.endpoint_patience,
                              rate_limit=t.endpoint_rate_limit, retry_unreachable=True)
-        self.pool = ThreadPoolExecutor(t.endpoint_concurrency, thread_name_prefix="openai-teacher")
+        self.concurrency = t.endpoint_concurrency
         self.served = self._check_model()
 
     def _check_model(self) -> dict[str, Any]:
@@ -111,8 +90,11 @@ class OpenAITeacher(EngineTeacher):
         return dict(models[self.model])
 
     def complete(self, prompts: list[list[int]], max_tokens: int, logprobs: int) -> list[Completion]:
+        # A pool per batch, shut down on leaving: the Teacher protocol has no close(), and the thread start-up is
+        # nothing beside the requests' round trips.
         try:
-            return list(self.pool.map(lambda p: self._one(p, max_tokens, logprobs), prompts))
+            with ThreadPoolExecutor(self.concurrency, thread_name_prefix="openai-teacher") as pool:
+                return list(pool.map(lambda p: self._one(p, max_tokens, logprobs), prompts))
         finally:
             self.engine_stats.retried = self.http.retried
 

@@ -64,7 +64,7 @@ class HttpJson:
     """POST/GET JSON to ``base_url``; transient failures (5xx, 429, timeouts, malformed replies and, with
     ``retry_unreachable``, refused or dropped connections) are retried with back-off ``backoff·2^k`` (capped at
     ``max_backoff``) until ``retries`` retries are spent (``None``: no count limit) or ``patience`` seconds
-    have passed since the first attempt (0: no time limit)."""
+    have passed since the first attempt (0: no time limit; one of the two limits is required)."""
 
     base_url: str
     api_key: str | None = None
@@ -83,6 +83,9 @@ class HttpJson:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
+        if self.retries is None and self.patience <= 0:
+            raise ValueError(f"{self.base_url}: retries=None needs a patience > 0, else a dead server is retried "
+                             "forever")
         self.base_url = self.base_url.rstrip("/")
         self._limiter = RateLimiter(self.rate_limit)
 
@@ -114,8 +117,9 @@ class HttpJson:
                 return out
             except urllib.error.HTTPError as exc:
                 last = f"HTTP {exc.code}"
-                if exc.code < 500 and exc.code != 429:
-                    raise Refused(f"{self.base_url}{path}: request refused ({last}: {_reason(exc)})") from None
+                with exc:  # the error carries the open response: close it, retried or not
+                    if exc.code < 500 and exc.code != 429:
+                        raise Refused(f"{self.base_url}{path}: request refused ({last}: {_reason(exc)})") from None
             except urllib.error.URLError as exc:
                 if isinstance(exc.reason, TimeoutError):
                     last = "timeout"

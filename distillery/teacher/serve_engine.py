@@ -7,7 +7,8 @@ logprobs are exact, whatever K.  Stop tokens are the local decoder's (EOS, ``<|i
 and are not part of the returned text::
 
     from distillery.config import load_config
-    from distillery.teacher.serve_engine import ServedModel, parse_completion
+    from distillery.teacher.serve_engine import ServedModel
+    from distillery.teacher.serve_requests import parse_completion
 
     served = ServedModel.load("tiny", load_config("tiny"))
     req = parse_completion({"model": "tiny", "prompt": "Hello", "max_tokens": 4, "logprobs": 2}, served)
@@ -27,9 +28,7 @@ import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from distillery.config import Config
-from distillery.teacher.engine_labels import stop_ids, token_text
-
-TOKEN_ID = "token_id:"
+from distillery.teacher.engine_labels import TOKEN_ID, stop_ids, token_text
 
 
 class BadRequest(ValueError):
@@ -157,10 +156,15 @@ class ServedModel:
                 "top_logprobs": [{key(i): v for i, v in top} for top in g.top] if g.top else None,
                 "text_offset": offsets}
 
-    def chat(self, messages: list[dict[str, str]], req: CompletionRequest) -> dict[str, Any]:
-        """The ``/v1/chat/completions`` reply for one conversation (``req.prompts`` is ignored)."""
+    def chat_prompt(self, messages: list[dict[str, str]]) -> list[int]:
+        """The token ids of a conversation under the model's chat template, ready for the assistant's turn."""
         text = str(self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-        ids = list(self.tok(text, add_special_tokens=False)["input_ids"])  # the template holds the special tokens
+        return list(self.tok(text, add_special_tokens=False)["input_ids"])  # the template holds the special tokens
+
+    def chat(self, messages: list[dict[str, str]], req: CompletionRequest) -> dict[str, Any]:
+        """The ``/v1/chat/completions`` reply for one conversation (``req.prompts[0]``, when given, is its
+        :meth:`chat_prompt`, already length-checked by ``parse_chat``)."""
+        ids = req.prompts[0] if req.prompts else self.chat_prompt(messages)
         with self.lock:
             g = self.generate(ids, req)
             self.served += 1

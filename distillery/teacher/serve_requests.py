@@ -71,15 +71,21 @@ def _common(body: dict[str, Any], served: ServedModel, default_max_tokens: int) 
             "temperature": float(temperature), "stop": stops, "seed": _int(body, "seed", None, 0, 2**63 - 1)}
 
 
+def _check_length(prompt: list[int], max_tokens: int, served: ServedModel, what: str) -> None:
+    """A prompt whose tokens plus ``max_tokens`` exceed the model's positions is the client's error (400), not
+    a failure inside the model (500)."""
+    if len(prompt) + max_tokens > served.max_len:
+        raise BadRequest(f"{what}: {len(prompt)} tokens + max_tokens={max_tokens} exceed the model's "
+                         f"{served.max_len} positions")
+
+
 def parse_completion(body: Any, served: ServedModel, default_max_tokens: int = 16) -> CompletionRequest:
     """A checked ``/v1/completions`` request (``logprobs``: up to the server's ``--max-logprobs``)."""
     common = _common(body, served, default_max_tokens)
     prompts = _prompts(body.get("prompt"), served)
     logprobs = _int(body, "logprobs", None, 0, served.max_logprobs)
-    too_long = next((i for i, p in enumerate(prompts) if len(p) + common["max_tokens"] > served.max_len), None)
-    if too_long is not None:
-        raise BadRequest(f"prompt[{too_long}]: {len(prompts[too_long])} tokens + max_tokens={common['max_tokens']} "
-                         f"exceed the model's {served.max_len} positions")
+    for i, p in enumerate(prompts):
+        _check_length(p, common["max_tokens"], served, f"prompt[{i}]")
     return CompletionRequest(prompts, logprobs=logprobs, token_ids=bool(body.get("return_tokens_as_token_ids")),
                              **common)
 
@@ -95,5 +101,7 @@ def parse_chat(body: Any, served: ServedModel, default_max_tokens: int) -> tuple
         if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") or not isinstance(
                 m.get("content"), str):
             raise BadRequest(f"messages[{i}]: must be {{role: system|user|assistant, content: string}}")
-    return [{"role": m["role"], "content": m["content"]} for m in messages], CompletionRequest(
-        [], logprobs=None, **common)
+    checked = [{"role": m["role"], "content": m["content"]} for m in messages]
+    ids = served.chat_prompt(checked)
+    _check_length(ids, common["max_tokens"], served, "messages (with the chat template)")
+    return checked, CompletionRequest([ids], logprobs=None, **common)

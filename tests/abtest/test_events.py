@@ -94,3 +94,13 @@ def test_events_are_off_without_an_event_log(tmp_path: Path) -> None:
     with ThreadedSplitter(state) as url:
         status, answer = _post(url, "/events", _jsonl(CLICK))
         assert status == 404 and "--events-log" in answer["error"]
+
+
+def test_an_event_log_named_outside_the_pattern_re_reads_its_own_ids(tmp_path: Path) -> None:
+    # `--events-log feedback.jsonl` does not match events*.jsonl: a restart must still know the ids it wrote.
+    store = EventStore(tmp_path / "feedback.jsonl")
+    assert store.add([CLICK, BUY], lambda user: "champion") == (2, 0)
+    store.close()
+    restarted = EventStore(tmp_path / "feedback.jsonl")
+    assert restarted.add([CLICK, {**BUY, "event_id": "e3"}], lambda user: "champion") == (1, 1)
+    restarted.close()

@@ -184,6 +184,16 @@ def test_bad_requests_get_a_400_naming_the_field(server: str, body: object, stat
 
 
 @pytest.mark.e2e
+def test_an_over_long_chat_request_is_a_400_as_a_completion_is(server: str) -> None:
+    # The templated conversation plus max_tokens must fit the model's 2048 positions, or the model fails (a 500).
+    code, reply = _post(f"{server}/chat/completions", {"model": "tiny", "max_tokens": 2048,
+                                                       "messages": [{"role": "user", "content": "hi"}]})
+    assert code == 400, reply
+    assert reply["error"]["message"].startswith("messages (with the chat template): ")
+    assert "exceed the model's 2048 positions" in reply["error"]["message"]
+
+
+@pytest.mark.e2e
 def test_completion_shape_and_the_chat_route(server: str) -> None:
     code, reply = _post(f"{server}/completions", {"model": "tiny", "prompt": ["a b", "c"], "max_tokens": 3,
                                                   "temperature": 0, "logprobs": 2})

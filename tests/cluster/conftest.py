@@ -40,23 +40,9 @@ class World:
 
 
 @pytest.fixture()
-def own_s3() -> Iterator[str]:
-    """An S3 server of this test alone: the session's (tests/conftest.py) keeps other tests' buckets, and a
-    serving repository left there by another test would be this run's champion."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture()
-def world(tmp_path: Path, own_s3: str) -> Iterator[World]:
-    s3_server = own_s3
+def world(tmp_path: Path, s3_server: str) -> Iterator[World]:
+    """One cluster-in-a-box. moto keeps its buckets in the process, for the whole session (a second server in this
+    process would share them): each test names its own buckets."""
     s3_env = {**S3_ENV, "AWS_ENDPOINT_URL_S3": s3_server, "AWS_ENDPOINT_URL": s3_server}
     run_env = {**s3_env, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     with Cluster() as cluster, KfpLocal(tmp_path / "kfp", run_env) as kfp:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import time
+import uuid
 from typing import Any
 
 import numpy as np
@@ -21,8 +22,12 @@ from tests.k8s.operator_proc import S3_ENV, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 
-DATA = "s3://distillery-data/tiny/pairs.parquet"
-MODELS = "s3://distillery-models/triton"
+# Buckets of this test alone: moto's state lives for the session, and tests/k8s uses the README's bucket names.
+TAG = uuid.uuid4().hex[:8]
+DATA = f"s3://data-{TAG}/tiny/pairs.parquet"
+MODELS_BUCKET = f"models-{TAG}"
+MODELS = f"s3://{MODELS_BUCKET}/triton"
+RUNS_BUCKET = f"runs-{TAG}"
 TINY_OVERRIDES = {
     "export.int8": "false", "annotate.max_pairs": "16", "teacher.max_new_tokens": "8", "teacher.max_seed_pairs": "8",
     "teacher.dapt.max_steps": "2", "teacher.sft.max_steps": "2", "teacher.reward.max_steps": "2",
@@ -55,15 +60,15 @@ def run_cr(name: str) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": "relevance-distillery"},
         "spec": {"data": {"source": f"parquet:{DATA}"}, "profile": "tiny", "overrides": TINY_OVERRIDES,
                  "annotation": {"shards": 2},
-                 "output": {"uri": f"s3://distillery-runs/{name}"},
+                 "output": {"uri": f"s3://{RUNS_BUCKET}/{name}"},
                  "serving": {"repository": MODELS}},
     }
 
 
 def test_distillation_run_succeeds_publishes_and_serves(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     put_parquet(world, DATA, 480)
-    s3_client(world).create_bucket(Bucket="distillery-runs")
-    s3_client(world).create_bucket(Bucket="distillery-models")
+    s3_client(world).create_bucket(Bucket=RUNS_BUCKET)
+    s3_client(world).create_bucket(Bucket=MODELS_BUCKET)
     world.cluster.request("POST", RUNS, run_cr("tiny-s3"))
     world.operator.start()
 
@@ -83,7 +88,7 @@ def test_distillation_run_succeeds_publishes_and_serves(world: World, monkeypatc
     # What ran is what the operator submitted, with its arguments.
     params = world.kfp.runs[run_id]["runtime_config"]["parameters"]
     assert params["data_spec"] == f"parquet:{DATA}" and json.loads(params["config_json"])["profile"] == "tiny"
-    keys = [o["Key"] for o in s3_client(world).list_objects_v2(Bucket="distillery-models").get("Contents", [])]
+    keys = [o["Key"] for o in s3_client(world).list_objects_v2(Bucket=MODELS_BUCKET).get("Contents", [])]
     assert any(k.startswith("triton/relevance/1/") for k in keys), keys
     serve_from_s3(world, monkeypatch)
 
@@ -97,7 +102,7 @@ def serve_from_s3(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     from distillery.serving.server import TritonServer
 
     host_port = world.s3.removeprefix("http://")
-    repo = f"s3://http://{host_port}/distillery-models/triton"
+    repo = f"s3://http://{host_port}/{MODELS_BUCKET}/triton"
     with TritonServer(repo) as server, RelevanceClient(server.http_url) as client:
         scores = np.asarray(client.score(["red running shoes"], ["red running shoes | acme"], model="relevance"))
     assert scores.shape[0] == 1 and np.isfinite(scores).all()

@@ -194,3 +194,24 @@ def test_a_relevance_experiment_field_reaches_the_operator(leaf: str) -> None:
         setting = {k: setting}
     assert where(parse_relevance_experiment(_merge(RE_BASE, setting))) == parsed
     assert where(parse_relevance_experiment(RE_BASE)) != parsed
+
+
+@pytest.mark.parametrize("repo", ["file:///models/triton", "/models/triton", "s3://Bad_Bucket/triton"])
+def test_both_crds_take_the_serving_repository_only_as_s3(repo: str) -> None:
+    """A RelevanceExperiment promotes in the repository DistillationRuns publish into: the same s3:// rule for
+    both CRs, the operator's default and the CRD schemas."""
+    import re
+
+    from distillery.operator.spec import SpecError
+    from distillery.storage import S3_URI
+
+    schemas = crd_schemas()
+    for kind in ("DistillationRun", "RelevanceExperiment"):
+        field = schemas[kind]["properties"]["spec"]["properties"]["serving"]["properties"]["repository"]
+        assert field["pattern"] == S3_URI.pattern, kind
+        assert not re.match(field["pattern"], repo)
+    with pytest.raises(SpecError) as info:
+        parse_relevance_experiment({**RE_BASE, "serving": {"repository": repo}})
+    assert info.value.field == "spec.serving.repository"
+    with pytest.raises(ValueError, match="DISTILLERY_SERVING_REPOSITORY"):
+        OperatorSettings(serving_repository=repo)

@@ -10,6 +10,7 @@ on moto's S3 server, the compiled end-to-end pipeline, the deploy step's own cod
 
 from __future__ import annotations
 
+import collections
 import json
 import re
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from distillery import storage
 from distillery.data.schema import DataError
 from distillery.data.spec import check_spec
 from distillery.export.publish import artifact_uri
@@ -86,6 +88,23 @@ def test_first_run_without_a_champion_deploys_and_the_next_is_a_challenger(bucke
     assert repository.published(manifest, "ns.second.5678abcd") == {"version": 2, "role": "challenger"}
     assert repository.published(manifest, "ns.first.1234abcd") == {"version": 1, "role": "champion"}
     assert repository.published(manifest, "ns.other.00000000") is None
+
+
+def test_publishing_a_challenger_uploads_only_its_own_files_and_the_manifest_last(bucket: str,
+                                                                                   tmp_path: Path) -> None:
+    """The champion's objects are never rewritten (a promotion made meanwhile is not reverted): only the new
+    version's objects are written, and the two manifests updated."""
+    s3 = storage.client()
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    serving = f"s3://{bucket}/triton"
+    deploy(exported_repository(tmp_path, "a"), serving, run_label="first")
+    deploy(exported_repository(tmp_path, "b"), serving, run_label="second")
+    versions = s3.list_object_versions(Bucket=bucket, Prefix="triton/")["Versions"]
+    writes = collections.Counter(v["Key"].removeprefix("triton/") for v in versions)
+    rewritten = {k for k, n in writes.items() if n > 1}
+    assert rewritten == {"distillery-repository.json", storage.MANIFEST}, rewritten
+    assert "student/2/model.onnx" in writes and "relevance_v2/config.pbtxt" in writes
+    assert storage.download_dir(serving, tmp_path / "back")["verified"]
 
 
 def test_an_unreadable_repository_is_waited_for_not_published_over(s3_env: str) -> None:

@@ -97,3 +97,28 @@ def test_promotion_and_rollback_in_the_split_and_the_status() -> None:
     assert rolled.event[:2] == ("Warning", "RolledBack")
     stuck = rollout.step(exp, rollout.step(exp, state, "continue", "not yet", T0).state, "continue", "not yet", T0)
     assert stuck.conditions([], T0)[0]["reason"] == "NoDecision" and "no decision after 2" in stuck.event[2]
+
+
+def test_a_corrupt_repository_manifest_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    """Promotion, the plan step and export all read the manifest through one reader, which names the file."""
+    from distillery.export.plan import main as plan_main
+    from distillery.export.repository import MANIFEST, read_manifest
+
+    (tmp_path / MANIFEST).write_text('{"versions": {"1": ')
+    where = rf"{tmp_path / MANIFEST}: not valid JSON"
+    for call in (lambda: promote_version(str(tmp_path), 1), lambda: champion_version(f"file://{tmp_path}"),
+                 lambda: read_manifest(tmp_path)):
+        with pytest.raises(ValueError, match=where):
+            call()
+    assert plan_main(["--repo", str(tmp_path), "--print"]) == 1
+    (tmp_path / MANIFEST).write_text("[1, 2]")
+    with pytest.raises(ValueError, match=rf"{tmp_path / MANIFEST}: expected a JSON object"):
+        read_manifest(tmp_path)
+
+
+def test_a_corrupt_repository_manifest_on_s3_names_the_object(bucket: str) -> None:
+    from distillery.export.repository import MANIFEST
+
+    storage.client().put_object(Bucket=bucket, Key=f"triton/{MANIFEST}", Body=b"not json")
+    with pytest.raises(ValueError, match=rf"s3://{bucket}/triton/{MANIFEST}: not valid JSON"):
+        champion_version(f"s3://{bucket}/triton")

@@ -213,23 +213,34 @@ def fake_node(job: dict[str, Any], scratch: Path) -> None:
     jobs_pod.stage_out(out, args.staging)
 
 
-@pytest.mark.parametrize(("launcher", "done"), [("pytorchjob", "Succeeded"), ("trainjob", "Complete")])
+@pytest.mark.parametrize(("launcher", "done", "source"), [("pytorchjob", "Succeeded", "directory"),
+                                                      ("trainjob", "Complete", "directory"),
+                                                      ("pytorchjob", "Succeeded", "local file spec")])
 def test_teacher_step_stages_creates_awaits_and_returns_the_model(
-        launcher: str, done: str, cluster: Cluster, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The pipeline's own entry, ``stages.teacher.train``, with the step's kubeconfig (not in a cluster here)."""
+        launcher: str, done: str, source: str, cluster: Cluster, bucket: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline's own entry, ``stages.teacher.train``, with the step's kubeconfig (not in a cluster here); the
+    data a prepared directory or a dataset loaded from a local file (its split is staged, not the spec text)."""
     from kubernetes.config import kube_config
 
+    from distillery.data import load_pairs, write_jsonl
+    from distillery.stages.data import Dataset
     from distillery.stages.teacher import train
 
     (tmp_path / "kubeconfig").write_text(yaml.safe_dump(cluster.kubeconfig()))
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(tmp_path / "kubeconfig"))
-    data, base = tmp_path / "data", tmp_path / "base"
+    data: Any = tmp_path / "data"
+    base = tmp_path / "base"
     data.mkdir()
     base.mkdir()
     (data / "seed.jsonl").write_text('{"q": 1}\n{"q": 2}\n')
     (base / "config.json").write_text("{}")
     cfg = config(launcher, 2, 4, namespace=NS, staging_uri=f"s3://{bucket}/teacher-jobs", timeout_s=120)
+    rows = 2
+    if source == "local file spec":
+        write_jsonl(load_pairs("synthetic:80"), tmp_path / "pairs.jsonl")
+        data = Dataset.from_spec(f"jsonl:{tmp_path / 'pairs.jsonl'}", cfg)[0]
+        rows = len(data.splits.seed)
     result: dict[str, Any] = {}
 
     def step() -> None:
@@ -248,7 +259,7 @@ def test_teacher_step_stages_creates_awaits_and_returns_the_model(
     assert "error" not in result, result.get("error")
     assert result["metrics"]["train_loss"] == 0.5
     assert result["metrics"]["job"] == f"{jobs.KINDS[launcher][3]}/{job['metadata']['name']}"
-    assert (tmp_path / "model" / "weights.txt").read_text() == "trained on 2 seed rows"
+    assert (tmp_path / "model" / "weights.txt").read_text() == f"trained on {rows} seed rows"
     assert (tmp_path / "training" / "metrics.json").exists() and not (tmp_path / "model" / "metrics.json").exists()
     from distillery.storage import MANIFEST, client
 

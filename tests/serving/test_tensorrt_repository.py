@@ -187,6 +187,14 @@ def test_plan_step_writes_model_plan_into_a_copy(gpu_repo: Path, tmp_path: Path,
     if not os.path.exists("/usr/src/tensorrt/bin/trtexec"):
         assert main(["--repo", str(gpu_repo)]) == 3
         assert "no trtexec here" in capsys.readouterr().err
+        # --print on a machine without TensorRT prints the serving image's trtexec, as the README shows
+        assert main(["--repo", str(gpu_repo), "--print", "--force"]) == 0
+        assert "\n/usr/src/tensorrt/bin/trtexec --onnx=" in capsys.readouterr().out
+    # with trtexec on PATH, the printed command is the one the step would run
+    monkeypatch.setenv("PATH", str(tmp_path))
+    (tmp_path / "trtexec").symlink_to(fake)
+    assert main(["--repo", str(gpu_repo), "--print", "--force"]) == 0
+    assert f"\n{tmp_path / 'trtexec'} --onnx=" in capsys.readouterr().out
 
 
 def test_bad_tensorrt_settings_fail_with_the_field(gpu_repo: Path, students, tmp_path: Path):

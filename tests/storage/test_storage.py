@@ -124,3 +124,38 @@ def _iam_client(endpoint: str):  # type: ignore[no-untyped-def]
     import boto3
 
     return boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1")
+
+
+def test_fetch_downloads_once_and_again_only_when_the_tree_changed(bucket: str, tmp_path: Path) -> None:
+    """A second process fetching the same URI (a new call: no in-process cache) reuses the verified copy."""
+    uri = f"s3://{bucket}/teacher"
+    src = _model_dir(tmp_path)
+    storage.upload_dir(src, uri)
+    cache = tmp_path / "cache"
+    first = storage.fetch(uri, cache)
+    assert storage.dir_manifest(first) == storage.dir_manifest(src)
+    # With the object gone from the store, only a fetch that downloads nothing can still succeed.
+    storage.client().delete_object(Bucket=bucket, Key="teacher/config.json")
+    assert storage.fetch(uri, cache) == first
+    # A new upload (another manifest) is downloaded again.
+    (src / "config.json").write_text('{"a": 2}')
+    storage.upload_dir(src, uri)
+    assert (storage.fetch(uri, cache) / "config.json").read_text() == '{"a": 2}'
+    # A local copy that lost a file is not reused either.
+    (first / "sub" / "vocab.txt").unlink()
+    assert (storage.fetch(uri, cache) / "sub" / "vocab.txt").exists()
+
+
+def test_read_object_exists_and_upload_files(bucket: str, tmp_path: Path) -> None:
+    uri = f"s3://{bucket}/repo"
+    assert storage.read_object(f"{uri}/x.json") is None and not storage.exists(f"{uri}/x.json")
+    src = _model_dir(tmp_path)
+    storage.upload_dir(src, uri)
+    (src / "new.txt").write_text("new")
+    storage.upload_files(src, uri, ["new.txt"])
+    assert storage.read_object(f"{uri}/new.txt") == b"new" and storage.exists(f"{uri}/new.txt")
+    # the tree's checksum manifest records the new file, so a download still verifies all of it
+    back = storage.download_dir(uri, tmp_path / "back")
+    assert back["verified"] and (tmp_path / "back" / "new.txt").read_text() == "new"
+    with pytest.raises(StorageError, match="bucket 'no-such-bucket' does not exist"):
+        storage.read_object("s3://no-such-bucket/x")

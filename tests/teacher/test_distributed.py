@@ -103,7 +103,10 @@ def test_worker_argv_is_what_torchrun_runs() -> None:
     assert argv == ["-m", "distillery.stages.teacher_worker", "--step", "dpo", "--config", "c.json", "--data", "/d",
                     "--model-dir", "/m", "--base", "/b", "--reward", "/r"]
     cmd = distributed.torchrun_command(argv, 2)
-    assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    assert cmd[1:8] == ["-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2", "--standalone"]
+    assert cmd[8:] == argv
+    with pytest.raises(ValueError, match="master node's address"):
+        distributed.torchrun_command(argv, 2, nnodes=2)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only refusal")
@@ -131,3 +134,15 @@ def test_a_teacher_loads_from_s3(tmp_path: Path, bucket: str, monkeypatch: pytes
                                                   strict=True))
     teacher = load_teacher(f"s3://{bucket}/teachers/t", load_config("tiny"))  # what annotation and evaluation use
     assert teacher.meta.max_prompt_tokens == 200 and teacher.identity()["model"] == f"s3://{bucket}/teachers/t"
+
+
+def test_worker_config_that_is_not_json_names_the_file(tmp_path: Path) -> None:
+    from distillery.stages.teacher_worker import read_config
+
+    bad = tmp_path / "config.json"
+    bad.write_text('{"profile": "tiny",')
+    with pytest.raises(SystemExit, match=rf"^{bad}: not valid JSON"):
+        read_config(str(bad))
+    with pytest.raises(SystemExit, match=r"^--config text: not valid JSON"):
+        read_config('{"profile": ')
+    assert read_config('{"profile": "tiny"}').profile == "tiny"

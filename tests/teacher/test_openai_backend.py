@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import math
 import socket
+from collections.abc import Hashable
 
 import pytest
 
 from distillery.cli import main
 from distillery.config import load_config
-from distillery.teacher.engine_labels import label_probs_from_top, settle
+from distillery.data.schema import Pair
+from distillery.teacher.engine_labels import label_probs_from_top, settle, token_text
+from distillery.teacher.engine_teacher import Completion, EngineTeacher
 from distillery.teacher.openai_backend import parse_spec
 from distillery.teacher.protocol import BACKENDS, open_teacher
 from distillery.teacher.vllm_backend import parse_spec as parse_vllm_spec
@@ -67,6 +70,8 @@ def test_backends_are_registered_where_teachers_are_opened() -> None:
     ("http://h:1/v1,model=m,colour=red", "unknown key 'colour'"),
     ("http://h:1/v1,model=m,concurrency=many", "concurrency='many' is not an integer"),
     ("http://h:1/v1,model=m,concurrency=0", r"teacher.endpoint_concurrency=0: must be in \[1, 1024\]"),
+    # patience is the annotation client's only retry limit: 0 would retry a dead server forever
+    ("http://h:1/v1,model=m,patience=0", r"teacher.endpoint_patience=0.0: must be in \(0.0, 86400.0\]"),
     ("http://h:1/v1,model", "'model' is not key=value"),
     ("http://h:1/v1", "no model=NAME"),
 ])
@@ -82,9 +87,25 @@ def test_spec_options_override_the_config() -> None:
     t = spec.cfg.teacher
     assert (spec.base_url, spec.tokenizer, t.endpoint_model, t.endpoint_concurrency, t.endpoint_patience,
             t.endpoint_logprobs) == ("http://127.0.0.1:9/v1", "tiny", "m", 3, 1.5, 7)
-    assert parse_vllm_spec("/models/t,tensor_parallel=2") == ("/models/t", {"tensor_parallel": "2"})
-    with pytest.raises(ValueError, match="'tp=2' is not one of"):
-        parse_vllm_spec("/models/t,tp=2")
+    vspec = parse_vllm_spec("/models/t,tensor_parallel=2,logprobs=7,label_logprobs=9", load_config("tiny"))
+    assert (vspec.model, vspec.tokenizer, vspec.tensor_parallel, vspec.gpu_memory) == ("/models/t", "/models/t", 2, 0.9)
+    assert (vspec.cfg.teacher.endpoint_logprobs, vspec.cfg.teacher.endpoint_label_logprobs) == (7, 9)
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("/models/t,tp=2", "unknown key 'tp'"),
+    ("/models/t,tensor_parallel=two", "tensor_parallel='two' is not an integer"),
+    ("/models/t,gpu_memory=lots", "gpu_memory='lots' is not a number"),
+    ("/models/t,gpu_memory=1.5", r"gpu_memory=1.5: must be in \(0, 1\]"),
+    ("/models/t,tensor_parallel=0", "tensor_parallel=0: must be at least 1"),
+    # the config's own check applies to a spec value too (label_logprobs=0 could never read a label)
+    ("/models/t,label_logprobs=0", r"teacher.endpoint_label_logprobs=0: must be in \[1, "),
+    (",logprobs=3", "no model"),
+])
+def test_a_malformed_vllm_spec_is_one_error_naming_the_key(spec: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as err:
+        parse_vllm_spec(spec, load_config("tiny"))
+    assert str(err.value).startswith(f"--teacher vllm:{spec}: ") and "\n" not in str(err.value)
 
 
 def _closed_port() -> int:
@@ -142,3 +163,43 @@ def test_rate_limit_spaces_requests_across_threads(monkeypatch) -> None:
     assert slept == pytest.approx([0.25] * 4)  # the first goes at once, then one every 1/rate seconds
     openai_http.RateLimiter(0.0).wait()
     assert len(slept) == 4
+
+
+class ScriptedEngine(EngineTeacher):
+    """A fake engine (no server can be told to drop logprobs from one reply): the answer's top-K misses classes,
+    and the wider one-token re-read comes back without logprobs."""
+
+    def __init__(self, answer: str, top_at_label: dict[Hashable, float]) -> None:
+        super().__init__("tiny", load_config("tiny"), label_logprobs=20)
+        self.ids = list(self.tok(answer, add_special_tokens=False)["input_ids"])
+        self.top_at_label = top_at_label
+        self.calls: list[int] = []
+
+    def complete(self, prompts: list[list[int]], max_tokens: int, logprobs: int) -> list[Completion]:
+        self.calls.append(logprobs)
+        if max_tokens == 1:  # the re-read: a reply without logprobs
+            return [Completion(self.ids[:1], [token_text(self.tok, self.ids[0])], [], False) for _ in prompts]
+        texts = [token_text(self.tok, i) for i in self.ids]
+        label_at = settle(texts, stopped=True).label_at
+        assert label_at is not None
+        top = [{i: 0.0} for i in self.ids]
+        top[label_at] = self.top_at_label
+        return [Completion(self.ids, texts, top, True) for _ in prompts]
+
+
+def test_a_re_read_without_logprobs_keeps_the_partial_distribution() -> None:
+    engine = ScriptedEngine("Reasoning: fine\nLabel: Exact\n", {})
+    first = engine.classes[0][0]
+    engine.top_at_label = {first: math.log(0.6), 99999: math.log(0.3)}  # one class seen: not covered
+    partial, covered = label_probs_from_top(engine.top_at_label, engine.classes)
+    assert not covered
+    [answer] = engine.answer([Pair("q1", "spa kit", "i1", title="spa kit")])
+    assert engine.calls == [engine.cfg.endpoint_logprobs, 20]  # the wider re-read was asked, and came back empty
+    assert answer.label_probs == pytest.approx(partial) and answer.label == engine.label_set.classes[0]
+
+
+def test_an_http_client_without_any_retry_limit_is_refused() -> None:
+    from distillery.teacher.openai_http import HttpJson
+
+    with pytest.raises(ValueError, match="retried forever"):
+        HttpJson("http://127.0.0.1:9/v1", retries=None, patience=0.0)
