@@ -213,7 +213,9 @@ class DistillConfig:
     log_fraction: float = 1.0
     """Share of the annotated log pairs used (chosen by a stable hash); the budget knob of benchmarks."""
     drop_parse_errors: bool = True
-    """Leave out annotations whose answer did not parse (their label is a guess)."""
+    """Leave out annotations whose text gives no readable label (no ``Label:`` line, an unknown or conflicting
+    label word): their label, read at an appended ``Label:``, is one the reasoning never argued for. ``false``
+    distils every annotation (each has a label by construction)."""
 
     def __post_init__(self) -> None:
         _one_of("distill.labels", self.labels, ("hard", "soft"))

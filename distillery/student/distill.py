@@ -43,9 +43,18 @@ def _frac(qid: str, iid: str) -> float:
     return int.from_bytes(hashlib.sha1(f"distill\t{qid}\t{iid}".encode()).digest()[:8], "big") / 2**64
 
 
+UNREADABLE_TEXT = ("no_label_line", "unknown_label", "conflicting_labels")
+"""Disagreement codes of an answer whose own text names no label (``distillery.teacher.inference.to_answer``)."""
+
+
+def _unparsed(rec: dict[str, Any]) -> bool:
+    """The answer's text gave no label: a parse error (older records) or a label read only at a forced position."""
+    return bool(rec.get("parse_error")) or rec.get("disagreement") in UNREADABLE_TEXT
+
+
 def _teacher_example(p: Pair, rec: dict[str, Any], label_set: LabelSet, item: str, cfg: Config) -> Example | None:
     label = rec.get("label")
-    if (cfg.distill.drop_parse_errors and rec.get("parse_error")) or not label or not label_set.knows(str(label)):
+    if (cfg.distill.drop_parse_errors and _unparsed(rec)) or not label or not label_set.knows(str(label)):
         return None
     probs = rec.get("label_probs")
     if probs is not None and len(probs) != label_set.num_classes:

@@ -119,3 +119,23 @@ def test_a_teacher_with_no_usable_label_falls_back_to_seed_labels_and_says_so(an
     cfg.distill.include_seed = False
     with pytest.raises(DataError, match="no training example"):
         build_examples(splits, garbage, "crsd", THREE_CLASS, cfg)
+
+
+def test_labels_read_only_at_a_forced_position_are_left_out_unless_asked_for(annotated):
+    """Every annotation has a label by construction; by default CRSD distils only those the answer's own text
+    argued for (``distill.drop_parse_errors``), and with the setting off it distils them all."""
+    from distillery.annotation import load_annotations
+
+    cfg = load_config("tiny")
+    splits = split_pairs(generate(240, seed=2), cfg.data)
+    ann = load_annotations(annotated / "annotations.jsonl")
+    forced = {k: {**rec, "label": "Exact", "parse_error": None, "disagreement": "no_label_line"}
+              for k, rec in ann.items()}
+    _, kept = build_examples(splits, forced, "crsd", THREE_CLASS, cfg)
+    assert kept["logs"] == 0 and kept["teacher_fallback"] == 1
+    argued = {k: {**rec, "disagreement": "other_label"} for k, rec in forced.items()}
+    _, other = build_examples(splits, argued, "crsd", THREE_CLASS, cfg)
+    assert other["logs"] == len(forced)  # the text named a label, another one: kept, counted as disagreement
+    cfg.distill.drop_parse_errors = False
+    _, everything = build_examples(splits, forced, "crsd", THREE_CLASS, cfg)
+    assert everything["logs"] == len(forced) and everything.get("teacher_fallback", 0) == 0
