@@ -19,12 +19,12 @@ class RepositoryUnavailable(RuntimeError):
 
 def read_manifest(uri: str) -> dict[str, Any] | None:
     """The repository's manifest; None when the repository holds none yet (nothing published there)."""
-    from distillery.export.champion import PromotionError, read_repository_manifest
+    from distillery.export.repository import read_manifest as read_repository_manifest
     from distillery.storage import StorageError
 
     try:
-        return read_repository_manifest(uri)
-    except PromotionError:
+        return read_repository_manifest(uri, required=True)
+    except FileNotFoundError:
         return None
     except (StorageError, OSError, ValueError) as exc:
         raise RepositoryUnavailable(f"serving repository {uri}: {exc}") from exc

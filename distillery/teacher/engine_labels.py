@@ -64,6 +64,15 @@ def class_first_tokens(tokenizer: PreTrainedTokenizerBase, label_set: LabelSet) 
     return groups
 
 
+FORCED_SUFFIX = "\nLabel:"
+"""Appended to an answer that wrote no ``Label:``; the label distribution is read after it."""
+
+
+def forced_suffix_ids(tok: PreTrainedTokenizerBase) -> list[int]:
+    """The token ids of :data:`FORCED_SUFFIX` (fed after the answer's own tokens)."""
+    return list(tok(FORCED_SUFFIX, add_special_tokens=False)["input_ids"])
+
+
 def token_text(tok: PreTrainedTokenizerBase, token_id: int) -> str:
     """One token's text, as the decoder's tables see it."""
     return str(tok.convert_tokens_to_string([str(tok.convert_ids_to_tokens(token_id))]))

@@ -25,10 +25,10 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from distillery.config import Config
 from distillery.data.schema import LabelSet, Pair, get_label_set
-from distillery.teacher.engine_labels import class_first_tokens, label_probs_from_top, settle
-from distillery.teacher.inference import LABEL_RULE, TeacherAnswer, to_answer
+from distillery.teacher.engine_labels import class_first_tokens, forced_suffix_ids, label_probs_from_top, settle
+from distillery.teacher.inference import TeacherAnswer, answer_settings, to_answer
 from distillery.teacher.model import TeacherMeta, is_teacher_dir, meta_for, smollm2_tokenizer
-from distillery.teacher.prompt import PROMPT_VERSION, PromptBuilder
+from distillery.teacher.prompt import PromptBuilder
 
 
 @dataclass
@@ -97,7 +97,7 @@ class EngineTeacher:
         self.prompter = PromptBuilder(self.tok, self.label_set, self.meta.item_fields, self.meta.max_prompt_tokens,
                                       self.meta.max_field_chars)
         self.classes = class_first_tokens(self.tok, self.label_set)
-        self.suffix: list[int] = self.tok("\nLabel:", add_special_tokens=False)["input_ids"]
+        self.suffix = forced_suffix_ids(self.tok)
         self.engine_stats = EngineStats()
 
     def complete(self, prompts: list[list[int]], max_tokens: int, logprobs: int) -> list[Completion]:
@@ -151,10 +151,5 @@ class EngineTeacher:
 
     def settings(self) -> dict[str, Any]:
         """The prompt and decoding settings of the identity (the backend adds its engine and model)."""
-        m = self.meta
-        return {"tokenizer": self.tokenizer_name, "base": m.base, "label_set": m.label_set,
-                "prompt_version": PROMPT_VERSION, "item_fields": list(m.item_fields),
-                "max_prompt_tokens": m.max_prompt_tokens, "max_field_chars": m.max_field_chars,
-                "max_new_tokens": self.cfg.max_new_tokens, "decoding": "greedy",
-                "logprobs": self.cfg.endpoint_logprobs, "label_logprobs": self.label_logprobs,
-                "label_rule": LABEL_RULE}
+        return {"tokenizer": self.tokenizer_name, **answer_settings(self.meta, self.cfg),
+                "logprobs": self.cfg.endpoint_logprobs, "label_logprobs": self.label_logprobs}

@@ -20,7 +20,7 @@ from transformers.cache_utils import DynamicLayer
 
 from distillery.data.schema import LabelSet
 from distillery.teacher import prefix_attention
-from distillery.teacher.engine_labels import LABEL_CUE, class_first_tokens, stop_ids
+from distillery.teacher.engine_labels import LABEL_CUE, class_first_tokens, forced_suffix_ids, stop_ids
 from distillery.teacher.prefix_attention import SharedPrefix, shared_prefix
 
 COMPACT_SHARE = 4
@@ -28,6 +28,12 @@ COMPACT_SHARE = 4
 PREFILL_TOKENS = 2048
 """Padded prompt tokens per prefill forward on a CPU: a batch of 64 prompts of 320 tokens in one forward ran
 at 2/3 the speed of 8 at a time (the activations outgrow the caches); the rows' KV caches are then stacked."""
+
+
+def cache_keyword(model: PreTrainedModel) -> str:
+    """The forward argument that takes the KV cache: transformers 5 renamed ``past_key_values`` to ``cache``, and
+    other models may still use the old name."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 class ReservedLayer(DynamicLayer):
@@ -149,10 +155,8 @@ class Decoder:
         self.stop[sorted(stop_ids(tokenizer))] = True
         # The engine backends read labels with the same helpers (distillery.teacher.engine_labels): one rule.
         self.class_tokens = class_first_tokens(tokenizer, label_set)
-        self.suffix_ids: list[int] = tokenizer("\nLabel:", add_special_tokens=False)["input_ids"]
-        # transformers 5 renamed ``past_key_values`` to ``cache``; other models may still use the old name.
-        params = inspect.signature(model.forward).parameters
-        self.cache_kw = "cache" if "cache" in params else "past_key_values"
+        self.suffix_ids = forced_suffix_ids(tokenizer)
+        self.cache_kw = cache_keyword(model)
         # (prefix text, (its ids, its KV cache), the same keys/values as one shared copy for the cascade)
         self._prefix: tuple[str, tuple[list[int], DynamicCache], SharedPrefix] | None = None
         # Book-keeping stays on the CPU; only the model's inputs go to its device and last logits come back.

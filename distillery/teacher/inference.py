@@ -94,6 +94,15 @@ LABEL_RULE = "argmax-at-label-position"
 older parse-the-text rule are not resumed into a shard made under this one."""
 
 
+def answer_settings(meta: TeacherMeta, tcfg: TeacherConfig) -> dict[str, Any]:
+    """The prompt, decoding and label settings that determine a teacher's answers, whatever runs the model (part
+    of every backend's identity, so a shard never resumes under other settings)."""
+    return {"base": meta.base, "label_set": meta.label_set, "prompt_version": PROMPT_VERSION,
+            "item_fields": list(meta.item_fields), "max_prompt_tokens": meta.max_prompt_tokens,
+            "max_field_chars": meta.max_field_chars, "max_new_tokens": tcfg.max_new_tokens, "decoding": "greedy",
+            "label_rule": LABEL_RULE}
+
+
 class Teacher:
     """A causal LM with its prompt builder and decoder; ``answer`` keeps the input order."""
 
@@ -150,14 +159,9 @@ class Teacher:
 
     def identity(self) -> dict[str, Any]:
         """Everything that determines the answers: model, weights fingerprint, prompt and decoding settings."""
-        return {
-            "model": self.source, "base": self.meta.base, "weights_sha256_16": self._weights,
-            "steps": [s.get("step") for s in self.meta.steps], "label_set": self.meta.label_set,
-            "prompt_version": PROMPT_VERSION, "item_fields": list(self.meta.item_fields),
-            "max_prompt_tokens": self.meta.max_prompt_tokens, "max_field_chars": self.meta.max_field_chars,
-            "max_new_tokens": self.cfg.max_new_tokens, "decoding": "greedy", "label_rule": LABEL_RULE,
-            "dtype": str(self.model.dtype),
-        }
+        return {"model": self.source, "weights_sha256_16": self._weights,
+                "steps": [s.get("step") for s in self.meta.steps], **answer_settings(self.meta, self.cfg),
+                "dtype": str(self.model.dtype)}
 
 
 def inference_dtype(setting: str, cuda: bool) -> torch.dtype:

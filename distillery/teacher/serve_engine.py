@@ -17,7 +17,6 @@ and are not part of the returned text::
 
 from __future__ import annotations
 
-import inspect
 import threading
 import time
 import uuid
@@ -29,6 +28,7 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from distillery.config import Config
 from distillery.teacher.engine_labels import TOKEN_ID, stop_ids, token_text
+from distillery.teacher.generate import cache_keyword
 
 
 class BadRequest(ValueError):
@@ -69,7 +69,7 @@ class ServedModel:
         self.max_logprobs = max_logprobs or self.vocab
         self.max_len = int(getattr(model.config, "max_position_embeddings", 2048))
         self.stop_ids = stop_ids(tok)
-        self.cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self.cache_kw = cache_keyword(model)
         self.device = next(model.parameters()).device
         self.lock = threading.Lock()
         self.served = 0
