@@ -216,9 +216,13 @@ class DistillConfig:
     """Leave out annotations whose text gives no readable label (no ``Label:`` line, an unknown or conflicting
     label word): their label, read at an appended ``Label:``, is one the reasoning never argued for. ``false``
     distils every annotation (each has a label by construction)."""
+    min_confidence: float = 0.0
+    """Confidence-aware distillation: leave out teacher labels whose probability (``label_probs`` of the chosen
+    label) is below this; 0 keeps them all.  A teacher is least often right where it is least sure."""
 
     def __post_init__(self) -> None:
         _one_of("distill.labels", self.labels, ("hard", "soft"))
+        _in_range("distill.min_confidence", self.min_confidence, 0.0, 1.0)
         _in_range("distill.lambda_align", self.lambda_align, 0.0, 100.0)
         _in_range("distill.lambda_batch", self.lambda_batch, 0.0, 100.0)
         _in_range("distill.tau", self.tau, 0.0, 10.0, lo_open=True)
@@ -344,6 +348,9 @@ class TeacherConfig:
     """Prompt budget in tokens; the item text is truncated, the query never."""
     max_field_chars: int = 400
     """Characters kept of each item field before token truncation (long descriptions)."""
+    match_hint: bool = True
+    """The prompt gets a line naming the query words the item's fields contain and those they lack (the teacher sees
+    it, the student does not): a small teacher then copies the evidence instead of hunting for it in the item."""
     max_new_tokens: int = 64
     """Generated tokens per answer (reasoning + label)."""
     batch_size: int = 32
@@ -379,6 +386,10 @@ class TeacherConfig:
     """Layers of the random-init tiny Llama."""
     max_seed_pairs: int = 0
     """Use at most this many seed pairs (chosen by the seed) in SFT, reward and DPO (0: all)."""
+    max_preference_prompts: int = 0
+    """Seed pairs (of those above) whose prompts the reward model and DPO sample answers for; 0: all of them.
+    Sampling ``samples_per_prompt`` answers per prompt is most of what those two steps cost, while SFT's cost
+    grows only with its examples: the demo gives SFT more pairs than it samples for."""
     seed: int = 0
     """Seed of initialisation, subsampling, sampling and training."""
     threads: int = 0
@@ -710,9 +721,9 @@ PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     # The demo caps the teacher's and the annotator's CPU work so that `distillery run` fits in 20 minutes on
     # two cores (docs/benchmarks.md); `full` keeps the uncapped defaults.
     "demo": {
-        "teacher": {"max_seed_pairs": 32, "max_prompt_tokens": 192, "max_new_tokens": 48,
-                    "dapt_max_texts": 200, "dapt_block_size": 128, "samples_per_prompt": 3,
-                    "dapt": {"max_steps": 3}, "sft": {"epochs": 3.0, "lr": 5e-4},
+        "teacher": {"max_seed_pairs": 128, "max_preference_prompts": 32, "max_prompt_tokens": 192,
+                    "max_new_tokens": 48, "dapt_max_texts": 200, "dapt_block_size": 128, "samples_per_prompt": 3,
+                    "dapt": {"max_steps": 3}, "sft": {"epochs": 2.0, "lr": 2e-3, "batch_size": 4},
                     "reward": {"epochs": 2.0}, "dpo": {"max_steps": 3}},
         "annotate": {"max_pairs": 128},
     },

@@ -1,13 +1,13 @@
 """Fit the demo's teacher work to this machine, so that ``distillery run`` keeps its 20-minute budget on any CPU.
 
-The demo profile's caps (32 seed pairs, 3 DAPT steps, 128 annotated pairs, 64 evaluation pairs) were set on
-CPUs that train and decode the teacher in bf16 on AMX units.  A CPU without native bf16 (an AVX2-only EPYC)
-runs the same work in fp32 at about half the speed: 22 min 53 s for the whole run, measured.  Before the
-pipeline starts, :func:`fit_to_machine` times a teacher-shaped matmul chain (SmolLM2-135M's MLP, forward and
-backward, in the dtype the teacher will train in, on one thread) for about a second and scales every teacher
-cap by the largest of :data:`TIERS` not above ``speed / REFERENCE_GFLOPS``, with floors that keep each stage
-meaningful.  Tiers rather than the ratio itself, so that the probe's noise (±25% between runs on a shared
-host) does not change a run's work from one run to the next.  The report says what was measured and which
+The demo profile's caps (128 seed pairs for SFT and 32 of them for reward and DPO sampling, 3 DAPT steps, 128
+annotated pairs, 64 evaluation pairs) were set on CPUs that train and decode the teacher in bf16 on AMX units. A CPU
+without native bf16 (an AVX2-only EPYC) runs the same work in fp32 at about half the speed: 22 min 53 s for the
+whole run, measured. Before the pipeline starts, :func:`fit_to_machine` times a teacher-shaped matmul chain
+(SmolLM2-135M's MLP, forward and backward, in the dtype the teacher will train in, on one thread) for about a second
+and scales every teacher cap by the largest of :data:`TIERS` not above ``speed / REFERENCE_GFLOPS``, with floors
+that keep each stage meaningful. Tiers rather than the ratio itself, so that the probe's noise (±25% between runs on
+a shared host) does not change a run's work from one run to the next. The report says what was measured and which
 caps changed; ``distillery run --no-fit`` keeps the caps as configured.
 
 Only the teacher's work is scaled: its stages are ~70% of the demo's time and scale with the work they are
@@ -132,6 +132,7 @@ def fit_to_machine(cfg: Config, teacher_eval_pairs: int, speed: float | None = N
         return new
 
     t.max_seed_pairs = fit("teacher.max_seed_pairs", t.max_seed_pairs, 8)
+    t.max_preference_prompts = fit("teacher.max_preference_prompts", t.max_preference_prompts, 8)
     t.dapt_max_texts = fit("teacher.dapt_max_texts", t.dapt_max_texts, 50)
     t.dapt.max_steps = fit("teacher.dapt.max_steps", t.dapt.max_steps, 1)
     fitted.annotate.max_pairs = fit("annotate.max_pairs", fitted.annotate.max_pairs, 64)

@@ -45,18 +45,18 @@ def _sft(splits: Splits, cfg: Config, out: Path, base: str | None, reward: str |
 
 def _reward(splits: Splits, cfg: Config, out: Path, base: str | None, reward: str | None) -> dict[str, Any]:
     from distillery.teacher.reward_step import run_reward
-    from distillery.teacher.trainers import seed_pairs
+    from distillery.teacher.trainers import preference_prompts, seed_pairs
 
     assert base is not None  # checked by train()
-    return run_reward(seed_pairs(splits, cfg)[0], cfg, out, base=base)
+    return run_reward(preference_prompts(seed_pairs(splits, cfg)[0], cfg), cfg, out, base=base)
 
 
 def _dpo(splits: Splits, cfg: Config, out: Path, base: str | None, reward: str | None) -> dict[str, Any]:
     from distillery.teacher.dpo import run_dpo
-    from distillery.teacher.trainers import seed_pairs
+    from distillery.teacher.trainers import preference_prompts, seed_pairs
 
     assert base is not None and reward is not None  # checked by train()
-    return run_dpo(seed_pairs(splits, cfg)[0], cfg, out, base=base, reward_dir=reward)
+    return run_dpo(preference_prompts(seed_pairs(splits, cfg)[0], cfg), cfg, out, base=base, reward_dir=reward)
 
 
 STEPS: dict[str, Trainer] = {"dapt": _dapt, "sft": _sft, "reward": _reward, "dpo": _dpo}

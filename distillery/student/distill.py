@@ -52,13 +52,23 @@ def _unparsed(rec: dict[str, Any]) -> bool:
     return bool(rec.get("parse_error")) or rec.get("disagreement") in UNREADABLE_TEXT
 
 
+def confidence(rec: dict[str, Any], label_set: LabelSet) -> float | None:
+    """The teacher's probability of its own label (``None``: no distribution of this label set to read it from)."""
+    probs, label = rec.get("label_probs"), str(rec.get("label") or "")
+    if probs is None or len(probs) != label_set.num_classes or not label_set.knows(label):
+        return None
+    return float(probs[label_set.index(label)])
+
+
 def _teacher_example(p: Pair, rec: dict[str, Any], label_set: LabelSet, item: str, cfg: Config) -> Example | None:
     label = rec.get("label")
     if (cfg.distill.drop_parse_errors and _unparsed(rec)) or not label or not label_set.knows(str(label)):
         return None
-    probs = rec.get("label_probs")
-    if probs is not None and len(probs) != label_set.num_classes:
-        probs = None  # a teacher of another label set: its hard label maps through the aliases, its probs do not
+    sure = confidence(rec, label_set)
+    if cfg.distill.min_confidence > 0 and (sure is None or sure < cfg.distill.min_confidence):
+        return None
+    probs = rec.get("label_probs") if sure is not None else None
+    # (probs of another label set's teacher are not used: its hard label maps through the aliases, its probs do not)
     return Example(p.query, item, label_set.index(str(label)), soft=probs,
                    extra={"reasoning": rec.get("reasoning") or "", "source": "teacher"})
 

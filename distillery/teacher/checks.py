@@ -15,8 +15,8 @@ import re
 
 from distillery.config import REWARD_DIMENSIONS
 from distillery.data.schema import ITEM_FIELDS, LabelSet, Pair
+from distillery.teacher.matching import STOPWORDS, stem, words
 from distillery.teacher.prompt import parse_answer
-from distillery.teacher.rationale import STOPWORDS, _stem, words
 
 # Words any reasoning may use without quoting the query or the item.
 SCAFFOLD = STOPWORDS | frozenset(
@@ -26,7 +26,7 @@ SCAFFOLD = STOPWORDS | frozenset(
     "being", "requirement", "requirements", "need", "needs", "product", "search", "label", "reasoning", "exact",
     "partial", "irrelevant", "substitute", "complement", "also", "however", "both", "one", "some", "all", "any",
     "same", "different", "related", "unrelated", "used", "together", "mentions", "mention", "shows", "show", "type",
-    "kind"])
+    "kind", "state", "states", "compared"])
 
 _STANCE_CUES = (
     ("irrelevant", re.compile(r"\b(not what|irrelevant|unrelated|does not|doesn't|no relation)\b")),
@@ -55,8 +55,8 @@ def grounding(reasoning: str, pair: Pair) -> float:
     content = [w for w in words(reasoning) if w not in SCAFFOLD]
     if not content:
         return 0.0 if not reasoning.strip() else 1.0
-    known = {_stem(w) for f in ("query", *ITEM_FIELDS) for w in words(str(getattr(pair, f) or ""))}
-    return sum(_stem(w) in known for w in content) / len(content)
+    known = {stem(w) for f in ("query", *ITEM_FIELDS) for w in words(str(getattr(pair, f) or ""))}
+    return sum(stem(w) in known for w in content) / len(content)
 
 
 def concision(reasoning: str) -> float:

@@ -94,8 +94,7 @@ class EngineTeacher:
             Path(tokenizer_name).name if Path(tokenizer_name).is_dir() else tokenizer_name, cfg)
         self.tokenizer_name, self.cfg, self.label_logprobs = tokenizer_name, cfg.teacher, label_logprobs
         self.label_set: LabelSet = get_label_set(self.meta.label_set)
-        self.prompter = PromptBuilder(self.tok, self.label_set, self.meta.item_fields, self.meta.max_prompt_tokens,
-                                      self.meta.max_field_chars)
+        self.prompter = PromptBuilder.from_meta(self.tok, self.meta)
         self.classes = class_first_tokens(self.tok, self.label_set)
         self.suffix = forced_suffix_ids(self.tok)
         self.engine_stats = EngineStats()

@@ -99,8 +99,8 @@ def answer_settings(meta: TeacherMeta, tcfg: TeacherConfig) -> dict[str, Any]:
     of every backend's identity, so a shard never resumes under other settings)."""
     return {"base": meta.base, "label_set": meta.label_set, "prompt_version": PROMPT_VERSION,
             "item_fields": list(meta.item_fields), "max_prompt_tokens": meta.max_prompt_tokens,
-            "max_field_chars": meta.max_field_chars, "max_new_tokens": tcfg.max_new_tokens, "decoding": "greedy",
-            "label_rule": LABEL_RULE}
+            "max_field_chars": meta.max_field_chars, "match_hint": meta.match_hint,
+            "max_new_tokens": tcfg.max_new_tokens, "decoding": "greedy", "label_rule": LABEL_RULE}
 
 
 class Teacher:
@@ -111,8 +111,7 @@ class Teacher:
         self.tokenizer, self.model, self.meta, self.cfg, self.source = tokenizer, model, meta, tcfg, source
         self.label_set: LabelSet = get_label_set(meta.label_set)
         self.model.eval()
-        self.prompter = PromptBuilder(tokenizer, self.label_set, meta.item_fields, meta.max_prompt_tokens,
-                                      meta.max_field_chars)
+        self.prompter = PromptBuilder.from_meta(tokenizer, meta)
         self.decoder = Decoder(model, tokenizer, self.label_set)
         self.last_seconds = 0.0
         self.prefix = self.prompter.shared_prefix()

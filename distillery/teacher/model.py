@@ -50,6 +50,9 @@ class TeacherMeta:
     max_prompt_tokens: int
     max_field_chars: int
     steps: list[dict[str, Any]] = field(default_factory=list)
+    match_hint: bool = False
+    """The prompt shows the query words the item contains (``teacher.match_hint``); teachers written before it
+    existed were trained without it."""
 
     def save(self, out: str | Path) -> None:
         (Path(out) / META_FILE).write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
@@ -284,7 +287,8 @@ def meta_for(base: str, cfg: Config) -> TeacherMeta:
     """Prompt settings of a fresh teacher, taken from the config."""
     t = cfg.teacher
     return TeacherMeta(base=base, label_set=cfg.data.label_set, item_fields=list(t.item_fields),
-                       max_prompt_tokens=t.max_prompt_tokens, max_field_chars=t.max_field_chars)
+                       max_prompt_tokens=t.max_prompt_tokens, max_field_chars=t.max_field_chars,
+                       match_hint=t.match_hint)
 
 
 def load_for_step(base: str | None, cfg: Config) -> tuple[PreTrainedTokenizerBase, PreTrainedModel, TeacherMeta]:

@@ -13,10 +13,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from transformers import PreTrainedTokenizerBase
 
-from distillery.data.schema import LabelSet, Pair
+from distillery.data.schema import LabelSet, Pair, get_label_set
+from distillery.teacher.matching import match_line
+
+if TYPE_CHECKING:
+    from distillery.teacher.model import TeacherMeta
 
 PROMPT_VERSION = "v1"
 PROMPT_SLACK = 4
@@ -147,9 +152,19 @@ class PromptBuilder:
     item_fields: list[str]
     max_prompt_tokens: int
     max_field_chars: int
+    match_hint: bool = False
+    """Show :func:`distillery.teacher.matching.match_line` between the query and the item (never cut: only the
+    item is truncated to fit)."""
+
+    @classmethod
+    def from_meta(cls, tokenizer: PreTrainedTokenizerBase, meta: TeacherMeta) -> PromptBuilder:
+        """The prompt builder a teacher directory was trained with (its label set, fields, budgets, match line)."""
+        return cls(tokenizer, get_label_set(meta.label_set), list(meta.item_fields), meta.max_prompt_tokens,
+                   meta.max_field_chars, meta.match_hint)
 
     def _user(self, pair: Pair, item: str) -> str:
-        return f"Query: {' '.join(pair.query.split())}\nItem:\n{item}"
+        hint = f"\n{match_line(pair)}" if self.match_hint else ""
+        return f"Query: {' '.join(pair.query.split())}{hint}\nItem:\n{item}"
 
     def shared_prefix(self) -> str:
         """The text every prompt starts with, cut after its last special token so that it tokenises the

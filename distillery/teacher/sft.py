@@ -17,7 +17,7 @@ from typing import Any
 
 from distillery import hardware
 from distillery.config import Config
-from distillery.data.schema import Pair, get_label_set
+from distillery.data.schema import Pair
 from distillery.teacher.endpoint import EndpointClient, endpoint_answers
 from distillery.teacher.model import add_lora, load_for_step, save_teacher, weights_info
 from distillery.teacher.prompt import PROMPT_SLACK, PromptBuilder, fit_answer
@@ -68,8 +68,7 @@ def run_sft(pairs: list[Pair], cfg: Config, out: str | Path, base: str | None = 
 
     out = Path(out)
     tok, model, meta = load_for_step(base, cfg)
-    prompter = PromptBuilder(tok, get_label_set(meta.label_set), meta.item_fields, meta.max_prompt_tokens,
-                             meta.max_field_chars)
+    prompter = PromptBuilder.from_meta(tok, meta)
     examples, info = sft_examples(pairs, prompter, cfg)
     model = add_lora(model, cfg.teacher)
     args = SFTConfig(**trl_args(cfg.teacher.sft, cfg.teacher, out), completion_only_loss=True,

@@ -29,6 +29,13 @@ def seed_pairs(pairs: list[Pair] | Splits, cfg: Config) -> tuple[list[Pair], Spl
     return seed, splits
 
 
+def preference_prompts(seed: list[Pair], cfg: Config) -> list[Pair]:
+    """The seed pairs the reward model and DPO sample answers for (``teacher.max_preference_prompts``; the same
+    pairs in both steps, so DPO's reward model has seen answers to its prompts)."""
+    cap = cfg.teacher.max_preference_prompts
+    return random.Random(cfg.teacher.seed + 7).sample(seed, cap) if cap and len(seed) > cap else seed
+
+
 def use_bf16(tcfg: TeacherConfig) -> bool:
     """Whether training runs under bf16 autocast (``teacher.mixed_precision``)."""
     if tcfg.mixed_precision == "auto":

@@ -139,3 +139,25 @@ def test_labels_read_only_at_a_forced_position_are_left_out_unless_asked_for(ann
     cfg.distill.drop_parse_errors = False
     _, everything = build_examples(splits, forced, "crsd", THREE_CLASS, cfg)
     assert everything["logs"] == len(forced) and everything.get("teacher_fallback", 0) == 0
+
+
+def test_confidence_aware_distillation_leaves_out_the_teachers_unsure_labels(annotated):
+    """``distill.min_confidence``: a teacher label whose own probability is below it is not distilled; a record
+    without a distribution cannot show its confidence and is left out too (only when the setting is on)."""
+    from distillery.annotation import load_annotations
+
+    cfg = load_config("tiny")
+    splits = split_pairs(generate(240, seed=2), cfg.data)
+    ann = load_annotations(annotated / "annotations.jsonl")
+    keys = sorted(ann)
+    graded = {k: {**ann[k], "label": "Exact", "parse_error": None, "disagreement": None,
+                  "label_probs": [0.9, 0.05, 0.05] if i % 2 else [0.4, 0.3, 0.3]} for i, k in enumerate(keys)}
+    sure = sum(1 for i in range(len(keys)) if i % 2)
+    _, everything = build_examples(splits, graded, "hard", THREE_CLASS, cfg)
+    assert everything["logs"] == len(keys)
+    cfg.distill.min_confidence = 0.5
+    examples, kept = build_examples(splits, graded, "hard", THREE_CLASS, cfg)
+    assert kept["logs"] == sure and kept["logs_unusable"] == len(keys) - sure
+    assert all(e.soft[0] == pytest.approx(0.9) for e in examples if e.extra.get("source") == "teacher")
+    no_probs = {k: {**rec, "label_probs": None} for k, rec in graded.items()}
+    assert build_examples(splits, no_probs, "hard", THREE_CLASS, cfg)[1]["logs"] == 0

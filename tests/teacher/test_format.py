@@ -7,7 +7,8 @@ import pytest
 from distillery.config import ConfigError, load_config
 from distillery.data import FOUR_CLASS, THREE_CLASS, Pair, load_pairs
 from distillery.teacher.checks import check_answer, stance
-from distillery.teacher.model import smollm2_tokenizer
+from distillery.teacher.matching import match_line
+from distillery.teacher.model import TeacherMeta, smollm2_tokenizer
 from distillery.teacher.prompt import PromptBuilder, format_answer, parse_answer
 from distillery.teacher.rationale import gold_answer
 
@@ -37,6 +38,27 @@ def test_prompt_keeps_the_query_whole_and_fits_the_budget() -> None:
     whole = tok(prompt, add_special_tokens=False)["input_ids"]
     parts = tok([prefix, prompt[len(prefix):]], add_special_tokens=False)["input_ids"]
     assert parts[0] + parts[1] == whole
+
+
+def test_the_match_line_is_in_the_prompt_and_survives_item_truncation(tmp_path) -> None:
+    """``teacher.match_hint``: the query words found in any item field (description included, even where the prompt
+    cuts it) and those missing; shown between query and item, so cutting the item never cuts it."""
+    pair = Pair("q", "cheap red running shoes size 9", "i", title="Nike running shoe", color="Red",
+                description="filler " * 300 + "cheap")
+    assert match_line(pair) == "Query words in the item: cheap, red, running, shoes. Not in the item: size."
+    tok = smollm2_tokenizer()
+    with_line = PromptBuilder(tok, THREE_CLASS, ["title", "description"], 120, 10_000, match_hint=True)
+    (prompt,) = with_line.build([pair])
+    assert match_line(pair) in prompt and prompt.index(match_line(pair)) < prompt.index("Item:")
+    assert len(tok(prompt, add_special_tokens=False)["input_ids"]) <= 120
+    assert match_line(pair) not in PromptBuilder(tok, THREE_CLASS, ["title"], 120, 100).build([pair])[0]
+    # a teacher directory keeps the setting it was trained with; one written before the setting had none
+    meta = TeacherMeta("base", "3class", ["title"], 120, 100, match_hint=True)
+    meta.save(tmp_path)
+    assert PromptBuilder.from_meta(tok, TeacherMeta.load(tmp_path)).match_hint
+    (tmp_path / "teacher.json").write_text('{"base": "b", "label_set": "3class", "item_fields": ["title"], '
+                                           '"max_prompt_tokens": 120, "max_field_chars": 100}')
+    assert not TeacherMeta.load(tmp_path).match_hint
 
 
 def test_rationales_are_grounded_consistent_and_well_formed() -> None:
