@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import sys
@@ -55,7 +56,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "c": ("(c) soft-label KD", "soft"),
     "d": ("(d) CRSD", "crsd"),
     "e": ("(e) human labels, all training pairs", "human-all"),
-    "teacher": ("teacher (its annotations)", ""),
+    "teacher": ("teacher (its annotations; the split's seed pairs left out)", ""),
 }
 NEEDS_ANNOTATIONS = ("b", "c", "d", "teacher")
 DETERMINISTIC = ("lexical", "teacher")
@@ -110,7 +111,11 @@ def run_one(args: argparse.Namespace, method: str, seed: int, splits: Splits, an
     if (run_dir / "metrics.json").exists():
         return
     if method == "teacher":
-        m = teacher_metrics(splits.test, ann, get_label_set(args.cfg.data.label_set))
+        # The annotating teacher was trained on (some of) the ordinary split's seed pairs, which are development
+        # pairs: scoring it on them would flatter it.
+        trained = {(p.query_id, p.item_id) for p in split_pairs(args.pairs, args.cfg.data).seed}
+        held = [p for p in splits.test if (p.query_id, p.item_id) not in trained]
+        m = teacher_metrics(held, ann, get_label_set(args.cfg.data.label_set))
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "metrics.json").write_text(json.dumps({"test": m, "wall_seconds": 0.0}, indent=1))
         print(f"{tag} teacher: macro-F1 {m.get('macro_f1', float('nan')):.4f} (n={m['n']}, missing {m['missing']}, "
@@ -193,13 +198,19 @@ def run_final(args: argparse.Namespace, pairs: list[Pair], ann: dict[Any, Any], 
     return "\n".join(lines)
 
 
-def check_folds(folds: list[Fold], path: Path) -> None:
-    """A rerun must deal the same folds, or finished runs of other folds would mix into the table."""
-    held = {str(f.index): f.held_out for f in folds}
-    if path.exists() and json.loads(path.read_text()) != held:
-        raise SystemExit(f"{path}: this --out was made with other folds (another --data, --folds or data.* "
-                         "setting); use a new --out")
-    path.write_text(json.dumps(held, indent=1))
+def check_folds(folds: list[Fold], args: argparse.Namespace, path: Path) -> None:
+    """A rerun must deal the same folds with the same settings, or finished runs made otherwise would mix into
+    the table (a run is skipped when its metrics exist).  Written once, atomically: workers start side by side."""
+    held = {"folds": {str(f.index): f.held_out for f in folds}, "profile": args.profile, "set": sorted(args.set),
+            "annotations": str(Path(args.annotations).resolve()) if args.annotations else None}
+    if path.exists():
+        if json.loads(path.read_text()) != held:
+            raise SystemExit(f"{path}: this --out was made with other folds or settings (--data, --folds, --profile, "
+                             "--set or --annotations); use a new --out")
+        return
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(held, indent=1))
+    tmp.replace(path)
 
 
 def main() -> None:
@@ -216,6 +227,9 @@ def main() -> None:
     ap.add_argument("--worker", type=int, default=0, help="... of which this is one (0-based)")
     ap.add_argument("--final", default="", help="after choosing: these methods on the real test split, once")
     args = ap.parse_args()
+    if args.workers < 1 or not 0 <= args.worker < args.workers or args.seeds < 1:
+        raise SystemExit(f"--workers {args.workers} --worker {args.worker} --seeds {args.seeds}: need workers ≥ 1, "
+                         "0 ≤ worker < workers and seeds ≥ 1")
     args.methods = parse_methods(args.methods, args.annotations)
     args.final = parse_methods(args.final, args.annotations) if args.final else []
     out = Path(args.out)
@@ -223,12 +237,13 @@ def main() -> None:
     args.cfg_over = parse_overrides(args.set)
     args.cfg = load_config(args.profile, overrides=args.cfg_over)
     pairs, _ = load(args.data, synthetic_noise=args.cfg.data.synthetic_noise)
+    args.pairs = pairs
     ann = load_annotations(args.annotations) if args.annotations else {}
     try:
         folds = query_folds(pairs, args.cfg.data, args.folds)
     except ValueError as e:
         raise SystemExit(f"--folds {args.folds}: {e}") from None
-    check_folds(folds, out / "folds.json")
+    check_folds(folds, args, out / "folds.json")
     print(f"{args.folds} folds over {sum(len(f.held_out) for f in folds)} development queries "
           f"({', '.join(str(len(f.held_out)) for f in folds)} held out)", flush=True)
     if not args.final:  # the folds are for choosing; once --final is asked for, nothing is chosen any more

@@ -479,6 +479,7 @@ class TeacherConfig:
         _in_range("teacher.dapt_block_size", self.dapt_block_size, 16, 32768)
         _in_range("teacher.dapt_max_texts", self.dapt_max_texts, 0, 10**9)
         _in_range("teacher.dapt_eval_fraction", self.dapt_eval_fraction, 0.0, 0.5, lo_open=True)
+        _in_range("teacher.max_preference_prompts", self.max_preference_prompts, 0, 10**9)
         _one_of("teacher.rationale_source", self.rationale_source, ("writer", "endpoint"))
         if self.rationale_source == "endpoint" and not (self.endpoint_base_url and self.endpoint_model):
             raise ConfigError("teacher.endpoint_base_url/endpoint_model: both are needed when "

@@ -65,8 +65,13 @@ def _teacher_example(p: Pair, rec: dict[str, Any], label_set: LabelSet, item: st
     if (cfg.distill.drop_parse_errors and _unparsed(rec)) or not label or not label_set.knows(str(label)):
         return None
     sure = confidence(rec, label_set)
-    if cfg.distill.min_confidence > 0 and (sure is None or sure < cfg.distill.min_confidence):
-        return None
+    if cfg.distill.min_confidence > 0:
+        if sure is None:
+            raise DataError(f"annotation {p.query_id}/{p.item_id}: distill.min_confidence="
+                            f"{cfg.distill.min_confidence} needs label_probs over the {label_set.name} labels "
+                            f"{list(label_set.classes)}; this record has none (set distill.min_confidence=0)")
+        if sure < cfg.distill.min_confidence:
+            return None
     probs = rec.get("label_probs") if sure is not None else None
     # (probs of another label set's teacher are not used: its hard label maps through the aliases, its probs do not)
     return Example(p.query, item, label_set.index(str(label)), soft=probs,

@@ -99,8 +99,10 @@ def answer_settings(meta: TeacherMeta, tcfg: TeacherConfig) -> dict[str, Any]:
     of every backend's identity, so a shard never resumes under other settings)."""
     return {"base": meta.base, "label_set": meta.label_set, "prompt_version": PROMPT_VERSION,
             "item_fields": list(meta.item_fields), "max_prompt_tokens": meta.max_prompt_tokens,
-            "max_field_chars": meta.max_field_chars, "match_hint": meta.match_hint,
-            "max_new_tokens": tcfg.max_new_tokens, "decoding": "greedy", "label_rule": LABEL_RULE}
+            "max_field_chars": meta.max_field_chars, "max_new_tokens": tcfg.max_new_tokens, "decoding": "greedy",
+            "label_rule": LABEL_RULE,
+            # only when on: a teacher written before the match line keeps its identity, so its shards resume
+            **({"match_hint": True} if meta.match_hint else {})}
 
 
 class Teacher:

@@ -143,7 +143,7 @@ def test_labels_read_only_at_a_forced_position_are_left_out_unless_asked_for(ann
 
 def test_confidence_aware_distillation_leaves_out_the_teachers_unsure_labels(annotated):
     """``distill.min_confidence``: a teacher label whose own probability is below it is not distilled; a record
-    without a distribution cannot show its confidence and is left out too (only when the setting is on)."""
+    without a distribution cannot show its confidence: an error while the setting is on, distilled when it is off."""
     from distillery.annotation import load_annotations
 
     cfg = load_config("tiny")
@@ -160,4 +160,7 @@ def test_confidence_aware_distillation_leaves_out_the_teachers_unsure_labels(ann
     assert kept["logs"] == sure and kept["logs_unusable"] == len(keys) - sure
     assert all(e.soft[0] == pytest.approx(0.9) for e in examples if e.extra.get("source") == "teacher")
     no_probs = {k: {**rec, "label_probs": None} for k, rec in graded.items()}
-    assert build_examples(splits, no_probs, "hard", THREE_CLASS, cfg)[1]["logs"] == 0
+    with pytest.raises(DataError, match="min_confidence"):
+        build_examples(splits, no_probs, "hard", THREE_CLASS, cfg)
+    cfg.distill.min_confidence = 0.0
+    assert build_examples(splits, no_probs, "hard", THREE_CLASS, cfg)[1]["logs"] == len(keys)

@@ -64,7 +64,7 @@ def test_lexical_cv_runs_resume_and_never_touch_the_test_split(cv, tmp_path, mon
     assert first.count("macro-F1") == 3 + 1  # one finished line per fold, and the table header
     result = json.loads((out / "cv.json").read_text())
     assert result["methods"]["lexical"]["folds_done"] == 3
-    held = json.loads((out / "folds.json").read_text())
+    held = json.loads((out / "folds.json").read_text())["folds"]
     from distillery.config import load_config
     from distillery.data.spec import load
     from distillery.data.splits import split_pairs
@@ -76,3 +76,6 @@ def test_lexical_cv_runs_resume_and_never_touch_the_test_split(cv, tmp_path, mon
     again = capsys.readouterr().out
     assert "…" not in again and json.loads((out / "cv.json").read_text()) == result
     assert (out / "cv_table.md").read_text().startswith("**Query-grouped 3-fold")
+    monkeypatch.setattr(sys, "argv", [*argv, "--set", "train.epochs=3"])  # other settings, same --out
+    with pytest.raises(SystemExit, match="other folds or settings"):
+        cv.main()

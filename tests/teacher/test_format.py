@@ -59,6 +59,12 @@ def test_the_match_line_is_in_the_prompt_and_survives_item_truncation(tmp_path) 
     (tmp_path / "teacher.json").write_text('{"base": "b", "label_set": "3class", "item_fields": ["title"], '
                                            '"max_prompt_tokens": 120, "max_field_chars": 100}')
     assert not TeacherMeta.load(tmp_path).match_hint
+    # ... and keeps the identity its annotation shards were started under, so they resume
+    from distillery.teacher.inference import answer_settings
+
+    tcfg = load_config("tiny").teacher
+    assert "match_hint" not in answer_settings(TeacherMeta.load(tmp_path), tcfg)
+    assert answer_settings(meta, tcfg)["match_hint"] is True
 
 
 def test_rationales_are_grounded_consistent_and_well_formed() -> None:
