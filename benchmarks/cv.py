@@ -41,11 +41,10 @@ sys.path[:0] = [str(REPO)]
 
 from distillery.annotation import load_annotations  # noqa: E402
 from distillery.config import Config, load_config, parse_overrides  # noqa: E402
-from distillery.data.schema import LabelSet, Pair, get_label_set, label_indices  # noqa: E402
+from distillery.data.schema import LabelSet, Pair, get_label_set  # noqa: E402
 from distillery.data.spec import load  # noqa: E402
 from distillery.data.splits import Fold, Splits, query_folds, split_pairs  # noqa: E402
-from distillery.evaluate import compute_metrics  # noqa: E402
-from distillery.student.distill import run_distill  # noqa: E402
+from distillery.student.distill import run_distill, teacher_accuracy  # noqa: E402
 from distillery.student.finetune import run_finetune  # noqa: E402
 
 # name → (row label, training method: "lexical" for the lexical floor, a run_distill method, or "" for the teacher)
@@ -85,15 +84,12 @@ def check_coverage(splits: Splits, ann: dict[Any, Any], path: str, where: str) -
 
 
 def teacher_metrics(pairs: list[Pair], ann: dict[Any, Any], ls: LabelSet) -> dict[str, Any]:
-    """The teacher's own labels on ``pairs`` scored like the students; an unparsed or unknown label counts as
-    wrong, a pair it never annotated is left out and counted."""
+    """The teacher's own labels on ``pairs`` scored like the students (``teacher_accuracy``: an unparsed or unknown
+    label counts as wrong); a pair it never annotated is left out and counted."""
     got = [(p, ann[(p.query_id, p.item_id)]) for p in pairs if (p.query_id, p.item_id) in ann]
-    if not got:
+    m = teacher_accuracy([p for p, _ in got], ann, ls)
+    if m is None:
         return {"n": 0, "missing": len(pairs), "parse_failures": 0}
-    y = label_indices([p for p, _ in got], ls, "held-out")
-    pred = [ls.index(a["label"]) if a.get("label") and ls.knows(a["label"]) and not a.get("parse_error")
-            else (t + 1) % ls.num_classes for (_, a), t in zip(got, y, strict=True)]
-    m = compute_metrics(y, pred, ls.classes)
     return {"macro_f1": m["macro_f1"], "accuracy": m["accuracy"], "n": m["n"], "missing": len(pairs) - len(got),
             "parse_failures": sum(1 for _, a in got if a.get("parse_error") or not ls.knows(str(a.get("label"))))}
 

@@ -35,11 +35,10 @@ pb = PromptBuilder(tok, ls, fields, maxtok, 400)
 groups = class_first_tokens(tok, ls)
 seed = list(sp.seed); val = list(sp.val)[:nval]
 L = model.config.num_hidden_layers
-from distillery.teacher.rationale import needs
+from distillery.teacher.matching import match_line
 HINT = args.get("hint", "0") == "1"
 def hint(p):
-    met, missed = needs(p)
-    return f"\nQuery words in the item: {', '.join(w for _, w in met) or 'none'}. Not in the item: {', '.join(w for _, w in missed) or 'none'}."
+    return f"\n{match_line(p)}"
 import dataclasses
 def enc(ps):
     if HINT:

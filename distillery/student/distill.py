@@ -127,10 +127,11 @@ def build_examples(splits: Splits, annotations: Annotations, method: str, label_
     return out, counts
 
 
-def teacher_accuracy(splits: Splits, annotations: Annotations, label_set: LabelSet) -> dict[str, Any] | None:
-    """The teacher's annotation quality on the log pairs whose (hidden) human label is known."""
+def teacher_accuracy(pairs: list[Pair], annotations: Annotations, label_set: LabelSet) -> dict[str, Any] | None:
+    """The teacher's annotation quality on the annotated ``pairs`` whose (hidden) human label is known (``None``:
+    none is); the rule every benchmark's teacher row uses."""
     ys, preds = [], []
-    for p in splits.logs:
+    for p in pairs:
         rec = annotations.get((p.query_id, p.item_id))
         if rec is None or p.label is None or not label_set.knows(p.label):
             continue
@@ -181,7 +182,7 @@ def run_distill(pairs: list[Pair] | Splits, annotations: Annotations, cfg: Confi
         "wall_seconds": wall, "train_seconds": result.train_seconds, "best_epoch": result.best_epoch,
         "history": result.history, "val": evaluate_pairs(clf, splits.val, label_set, "validation"),
         "test": evaluate_pairs(clf, splits.test, label_set, "test"), "model_dir": str(model_dir),
-        "teacher_on_logs": teacher_accuracy(splits, annotations, label_set) if annotations else None,
+        "teacher_on_logs": teacher_accuracy(splits.logs, annotations, label_set) if annotations else None,
     }
     save_curves_png(result.history, out / "training_curves.png", f"{variant or method} ({data_name})")
     write_json(summary, out / "metrics.json")

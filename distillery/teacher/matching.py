@@ -1,10 +1,10 @@
 """Which words of a query an item's text contains: the evidence the rationale writer states and the teacher's
 match line shows.
 
-A query word (stop words left out) is *met* when its stem occurs anywhere in the item's fields, else *missed*;
-each is tagged as a brand, colour, size or plain term::
+A query word (stop words and one-character words left out) is *met* when its stem occurs anywhere in the item's
+fields, else *missed*::
 
-    met, missed = needs(pair)      # ([("term", "gym"), ("term", "guomao")], [])
+    met, missed = needs(pair)      # (["gym", "guomao"], [])
     match_line(pair)               # "Query words in the item: gym, guomao. Not in the item: none."
 """
 
@@ -20,12 +20,6 @@ STOPWORDS = frozenset(
     "or", "the", "to", "with", "without", "who", "what", "which", "this", "that", "my", "me", "i", "you", "your",
     "our", "we", "he", "she", "they", "them", "his", "her", "their", "not", "no", "yes", "do", "does", "can",
     "will"])
-COLOURS = frozenset(
-    ["black", "white", "red", "blue", "green", "yellow", "pink", "purple", "orange", "brown", "grey", "gray",
-    "silver", "gold", "beige", "navy", "teal", "ivory", "cream", "maroon", "tan", "khaki", "clear", "rose",
-    "multicolor"])
-SIZE_RE = re.compile(r"^\d+(?:\.\d+)?(?:x\d+)?(?:in|inch|oz|ml|l|lb|lbs|kg|g|mm|cm|ft|pack|pcs|gb|tb|w|v)?$|"
-                     r"^(?:xs|s|m|l|xl|xxl|xxxl|small|medium|large|king|queen|twin|full)$")
 
 
 def words(text: str) -> list[str]:
@@ -36,27 +30,15 @@ def stem(w: str) -> str:
     return w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
 
 
-def _kind(word: str, brand_words: set[str]) -> str:
-    if word in brand_words:
-        return "brand"
-    if word in COLOURS:
-        return "colour"
-    if SIZE_RE.match(word):
-        return "size"
-    return "term"
-
-
-def needs(pair: Pair) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """(met, missed) needs of the query as (kind, word), judged against every item field."""
-    item_text = " ".join(str(getattr(pair, f) or "") for f in ITEM_FIELDS)
-    item_stems = {stem(w) for w in words(item_text)}
-    brand_words = set(words(pair.brand))
-    met: list[tuple[str, str]] = []
-    missed: list[tuple[str, str]] = []
+def needs(pair: Pair) -> tuple[list[str], list[str]]:
+    """(met, missed) words of the query, in query order, judged against every item field."""
+    item_stems = {stem(w) for w in words(" ".join(str(getattr(pair, f) or "") for f in ITEM_FIELDS))}
+    met: list[str] = []
+    missed: list[str] = []
     for w in dict.fromkeys(words(pair.query)):
         if w in STOPWORDS or len(w) < 2:
             continue
-        (met if stem(w) in item_stems else missed).append((_kind(w, brand_words), w))
+        (met if stem(w) in item_stems else missed).append(w)
     return met, missed
 
 
@@ -65,5 +47,4 @@ def match_line(pair: Pair) -> str:
     teacher sees it, the student never does: a judge that has read the whole item (description included), which a
     reasoning LLM does in its head and a 135M one cannot be trusted to."""
     met, missed = needs(pair)
-    return (f"Query words in the item: {', '.join(w for _, w in met) or 'none'}. "
-            f"Not in the item: {', '.join(w for _, w in missed) or 'none'}.")
+    return f"Query words in the item: {', '.join(met) or 'none'}. Not in the item: {', '.join(missed) or 'none'}."

@@ -22,10 +22,10 @@ CONCLUSION = {
 }
 
 
-def _describe(items: list[tuple[str, str]], limit: int = 3) -> str:
+def _describe(items: list[str], limit: int = 3) -> str:
     # The words only, as the prompt's match line lists them: "the brand 'x'" made a small teacher tag words
     # with the wrong kind, and cost tokens.
-    parts = [f"'{w}'" for _, w in items[:limit]]
+    parts = [f"'{w}'" for w in items[:limit]]
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
