@@ -26,7 +26,7 @@ SCAFFOLD = STOPWORDS | frozenset(
     "being", "requirement", "requirements", "need", "needs", "product", "search", "label", "reasoning", "exact",
     "partial", "irrelevant", "substitute", "complement", "also", "however", "both", "one", "some", "all", "any",
     "same", "different", "related", "unrelated", "used", "together", "mentions", "mention", "shows", "show", "type",
-    "kind", "state", "states", "compared"])
+    "kind", "state", "states", "nothing", "none", "word", "words"])
 
 _STANCE_CUES = (
     ("irrelevant", re.compile(r"\b(not what|irrelevant|unrelated|does not|doesn't|no relation)\b")),

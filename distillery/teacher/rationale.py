@@ -1,8 +1,8 @@
 """Reasoning for SFT, offline: an attribute-grounded rationale that explains the gold label from the fields.
 
-The writer lists which needs of the query (product words, brand, colour, size…) the item's fields meet
-and which they miss, then concludes with the gold label.  Every word it quotes comes from the query or the
-item, so the rationale is grounded by construction; the label line always agrees with the conclusion.
+The writer lists which words of the query the item's fields contain and which they lack (the teacher prompt's
+match line, :mod:`distillery.teacher.matching`), then concludes with the gold label.  Every word it names comes
+from the query, so the rationale is grounded by construction; the label line always agrees with the conclusion.
 (The paper draws reasoning from a strong general LLM: :mod:`distillery.teacher.endpoint` does that for users
 who have one.)
 """
@@ -22,27 +22,29 @@ CONCLUSION = {
 }
 
 
-def _describe(items: list[str], limit: int = 3) -> str:
-    # The words only, as the prompt's match line lists them: "the brand 'x'" made a small teacher tag words
-    # with the wrong kind, and cost tokens.
-    parts = [f"'{w}'" for w in items[:limit]]
-    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+def _join(ws: list[str]) -> str:
+    return ws[0] if len(ws) == 1 else ", ".join(ws[:-1]) + " and " + ws[-1]
 
 
 def write_rationale(pair: Pair, label: str) -> str:
-    """One or two sentences of grounded reasoning ending in the conclusion of ``label`` (a class name)."""
+    """One sentence of grounded reasoning ending in the conclusion of ``label`` (a class name).
+
+    It restates the prompt's match line whole, in its own words and order: every word the item has, every word
+    it lacks, and "lacks nothing" when it lacks none.  Copying that line is easy for a small model, and the
+    conclusion then follows from what was just written.  The earlier writer quoted at most three words of
+    each side, so "lacks nothing" never appeared and the teacher had to look back at the prompt to tell Exact
+    from Partial: it called a fifth to a third of the pairs that lack no query word Partial (docs/benchmarks.md,
+    session 8)."""
     met, missed = needs(pair)
-    # No title quote: the prompt shows the item, and every token here is one the teacher must learn to generate
-    # (and the annotator to pay for) before it reaches the label.
-    sentence = "The item"
-    if met:
-        sentence += f" has {_describe(met)}"
-    if missed and label == "Exact":
-        sentence += (" and" if met else "") + f" does not state {_describe(missed)}"
-    elif missed:
-        sentence += (" but lacks " if met else " lacks ") + _describe(missed)
-    if not met and not missed:
-        sentence += " is compared with the query"
+    # No title quote, no quotation marks, no word kinds: every token here is one the teacher must learn to
+    # generate (and the annotator to pay for) before it reaches the label.
+    has = f"has {_join(met)}" if met else "has none of the query words"
+    if not missed:
+        sentence = f"The item {has} and lacks nothing"
+    elif label == "Exact":  # a need the fields do not spell out (a sub-type, a label the seed data disputes)
+        sentence = f"The item {has} and does not state {_join(missed)}"
+    else:
+        sentence = f"The item {has} but lacks {_join(missed)}"
     return f"{sentence}, {CONCLUSION.get(label, f'so it is {label}')}."
 
 

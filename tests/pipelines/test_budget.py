@@ -22,8 +22,8 @@ def test_a_slow_machine_gets_less_teacher_work_and_a_report_line() -> None:
     assert fitted.annotate.max_pairs == cfg.annotate.max_pairs // 2 and eval_pairs == 32
     assert fitted.teacher.dapt.max_steps == 2  # ceil(3 × 0.5)
     assert fitted.teacher.max_preference_prompts == cfg.teacher.max_preference_prompts // 2
-    assert cfg.teacher.max_seed_pairs == 128  # the configured caps are left as they were
-    assert fit.changes["teacher.max_seed_pairs"] == [128, 64]
+    assert cfg.teacher.max_seed_pairs == 320  # the configured caps are left as they were
+    assert fit.changes["teacher.max_seed_pairs"] == [320, 160]
     text = "\n".join(fit.lines())
     assert "## Machine fit" in text and "| `annotate.max_pairs` | 128 | 64 |" in text and "--no-fit" in text
 
