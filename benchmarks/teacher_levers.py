@@ -3,9 +3,10 @@ pairs and on seed pairs SFT did not use (macro-F1, reasoning/label agreement, pr
 the pairs whose match line lacks nothing, SFT seconds).  Validation and unused seed pairs, never test: these
 figures choose the demo's recipe.  No DAPT or DPO: the rows differ only in what SFT sees and how it trains.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/teacher_levers.py --out /tmp/lev/F \\
-        --set teacher.threads=1 --set teacher.max_seed_pairs=128 --set teacher.sft.epochs=2 \\
-        --set teacher.sft.lr=2e-3 --set teacher.sft.batch_size=4      # row F of docs/benchmarks.md, session 7
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/teacher_levers.py --out /tmp/lev8/N \
+        --set teacher.threads=1            # the demo profile as it is: row N of docs/benchmarks.md, session 8
+    ... --set teacher.max_seed_pairs=128 --set teacher.sft.epochs=2 \
+        --set teacher.item_fields=title,brand,color,attributes,bullet_points,description   # row L
 
 Run two rows side by side (one torch thread each) to compare them on the same load.
 """
@@ -58,7 +59,7 @@ def main() -> None:
     for name, pairs in (("val", splits.val[:args.val_pairs]), ("held", held)):
         answers = teacher.answer(pairs, progress=True)
         ls = teacher.label_set
-        pred = [ls.classes.index(a.label) for a in answers]
+        pred: list[int | None] = [ls.classes.index(a.label) for a in answers]
         # Pairs whose match line lacks no query word: Exact unless the label is noisy; the one case a teacher
         # that copies its evidence cannot get wrong.
         whole = [a for p, a in zip(pairs, answers, strict=True) if not needs(p)[1]]
