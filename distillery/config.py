@@ -722,9 +722,9 @@ PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     # The demo caps the teacher's and the annotator's CPU work so that `distillery run` fits in 20 minutes on
     # two cores (docs/benchmarks.md); `full` keeps the uncapped defaults.
     "demo": {
-        # SFT sees more seed pairs once each rather than fewer twice (320 × 1: validation macro-F1 0.83 against
-        # 0.73 for 128 × 2, session 8), and the prompt leaves out the description: the match line above the item
-        # is still read from every field, description included, and the shorter prompts pay for the extra pairs.
+        # SFT sees more seed pairs once each rather than fewer twice (320 × 1 without the description: validation
+        # macro-F1 0.83 against 0.73 for 128 × 2 with it, docs/benchmarks.md session 8). The match line above the
+        # item is still read from every field, description included; the shorter prompts pay for the extra pairs.
         "teacher": {"max_seed_pairs": 320, "max_preference_prompts": 32, "max_prompt_tokens": 192,
                     "item_fields": ["title", "brand", "color", "attributes", "bullet_points"],
                     "max_new_tokens": 48, "dapt_max_texts": 200, "dapt_block_size": 128, "samples_per_prompt": 3,

@@ -82,6 +82,24 @@ def test_rationales_are_grounded_consistent_and_well_formed() -> None:
     assert check_answer(p, "great product!!", THREE_CLASS)["format"] == 0.0
 
 
+def test_rationale_restates_the_whole_match_line() -> None:
+    # Every word of each side, in the match line's order, and "lacks nothing" when nothing is lacking: the teacher
+    # copies its evidence and concludes from what it just wrote (session 8: the 3-word version lost Exact pairs).
+    whole = Pair("q", "cheap barber with online booking guomao", "i", title="Star Barber", attributes="online booking",
+                 description="a cheap salon in Guomao", label="Exact")
+    assert match_line(whole).endswith("cheap, barber, online, booking, guomao. Not in the item: none.")
+    assert gold_answer(whole, THREE_CLASS) == ("Reasoning: The item has cheap, barber, online, booking and guomao and "
+                                               "lacks nothing, so it meets the query.\nLabel: Exact")
+    part = Pair("q", "dumpling restaurant wangjing open late", "i", title="Noodle restaurant", attributes="Wangjing",
+                label="Partial")
+    assert gold_answer(part, THREE_CLASS).startswith(
+        "Reasoning: The item has restaurant and wangjing but lacks dumpling, open and late, so it meets the query only")
+    none = Pair("q", "yoga gym", "i", title="Car wash", label="Irrelevant")
+    answer = gold_answer(none, THREE_CLASS)
+    assert "has none of the query words but lacks yoga and gym" in answer
+    assert check_answer(none, answer, THREE_CLASS)["grounding"] == 1.0
+
+
 def test_stance_reads_the_conclusion() -> None:
     assert stance("It has 'towels' but lacks 'blue', so it meets the query.") == "exact"
     assert stance("It has 'towels' but lacks 'blue', so it meets the query only in part.") == "partial"
