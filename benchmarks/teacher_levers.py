@@ -1,7 +1,10 @@
 """One teacher recipe, side by side with others: SFT on the demo split's seed pairs, then the teacher on validation
-pairs and on seed pairs SFT did not use (macro-F1, reasoning/label agreement, predicted classes, accuracy on
-the pairs whose match line lacks nothing, SFT seconds).  Validation and unused seed pairs, never test: these
-figures choose the demo's recipe.  No DAPT or DPO: the rows differ only in what SFT sees and how it trains.
+pairs and on seed pairs SFT did not use (macro-F1, reasoning/label agreement, predicted classes, the share of the
+pairs whose match line lacks nothing that it calls Exact, SFT seconds).  Validation and unused seed pairs, never
+test: these figures choose the demo's recipe.  The unused seed pairs are other items of the queries SFT saw, and
+what is left over depends on ``teacher.max_seed_pairs`` and ``teacher.seed``: they compare rows with the same
+cap and seed; validation queries are unseen and the same for every row.  No DAPT or DPO: the rows differ only in
+what SFT sees and how it trains.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/teacher_levers.py --out /tmp/lev8/N \
         --set teacher.threads=1            # the demo profile as it is: row N of docs/benchmarks.md, session 8
@@ -42,14 +45,14 @@ def main() -> None:
     ap.add_argument("--profile", default="demo")
     ap.add_argument("--val-pairs", type=int, default=192, help="the first N validation pairs score the teacher")
     ap.add_argument("--held-pairs", type=int, default=96,
-                    help="N seed pairs SFT did not use (a fixed sample) score it too: a second, independent estimate")
+                    help="N labelled seed pairs SFT did not use (other items of its queries) score it too")
     ap.add_argument("--set", action="append", default=[])
     args = ap.parse_args()
     cfg = load_config(args.profile, overrides=parse_overrides(args.set))
     splits = split_pairs(load_pairs(args.data), cfg.data)
     seed = seed_pairs(splits, cfg)[0]
     used = {(p.query_id, p.item_id) for p in seed}
-    unused = [p for p in splits.seed if (p.query_id, p.item_id) not in used]
+    unused = [p for p in splits.seed if p.label is not None and (p.query_id, p.item_id) not in used]
     held = random.Random(5).sample(unused, min(args.held_pairs, len(unused)))
     start = time.perf_counter()
     summary = run_sft(seed, cfg, args.out)
@@ -57,6 +60,8 @@ def main() -> None:
     teacher = open_teacher(args.out, cfg)
     row = {"set": args.set, "sft_s": round(sft_s), "examples": summary["examples"], "loss_last": summary["loss_last"]}
     for name, pairs in (("val", splits.val[:args.val_pairs]), ("held", held)):
+        if not pairs:  # a cap that takes every seed pair leaves none unused
+            continue
         answers = teacher.answer(pairs, progress=True)
         ls = teacher.label_set
         pred: list[int | None] = [ls.classes.index(a.label) for a in answers]
