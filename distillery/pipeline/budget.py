@@ -1,14 +1,15 @@
 """Fit the demo's teacher work to this machine, so that ``distillery run`` keeps its 20-minute budget on any CPU.
 
-The demo profile's caps (128 seed pairs for SFT and 32 of them for reward and DPO sampling, 3 DAPT steps, 128
-annotated pairs, 64 evaluation pairs) were set on CPUs that train and decode the teacher in bf16 on AMX units. A CPU
-without native bf16 (an AVX2-only EPYC) runs the same work in fp32 at about half the speed: 22 min 53 s for the
-whole run, measured. Before the pipeline starts, :func:`fit_to_machine` times a teacher-shaped matmul chain
-(SmolLM2-135M's MLP, forward and backward, in the dtype the teacher will train in, on one thread) for about a second
-and scales every teacher cap by the largest of :data:`TIERS` not above ``speed / REFERENCE_GFLOPS``, with floors
-that keep each stage meaningful. Tiers rather than the ratio itself, so that the probe's noise (±25% between runs on
-a shared host) does not change a run's work from one run to the next. The report says what was measured and which
-caps changed; ``distillery run --no-fit`` keeps the caps as configured.
+The demo profile's caps (320 seed pairs for SFT and 32 of them for reward and DPO sampling, 3 DAPT steps, 128
+annotated pairs, 64 evaluation pairs) were set on CPUs that train and decode the teacher in native bf16 (AMX, or the
+AVX512-BF16 of the Zen 4 EPYC where the 320 were measured). A CPU without native bf16 (an AVX2-only EPYC) runs the
+same work in fp32 at about half the speed: 22 min 53 s for the whole run, measured. Before the pipeline starts,
+:func:`fit_to_machine` times a teacher-shaped matmul chain (SmolLM2-135M's MLP, forward and backward, in the dtype
+the teacher will train in, on one thread) for about a second and scales every teacher cap by the largest of
+:data:`TIERS` not above ``speed / REFERENCE_GFLOPS``, with floors that keep each stage meaningful. Tiers rather than
+the ratio itself, so that the probe's noise (±25% between runs on a shared host) does not change a run's work from
+one run to the next. The report says what was measured and which caps changed; ``distillery run --no-fit`` keeps the
+caps as configured.
 
 Only the teacher's work is scaled: its stages are ~70% of the demo's time and scale with the work they are
 given, while the student's stages are a fixed few minutes on any CPU.
