@@ -5,7 +5,8 @@ layers frozen and their outputs cached once, trained with class-balanced CE at t
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/teacher_label_probe.py K=0 nval=200 hint=1   # the probe
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/teacher_label_probe.py K=6 nval=200 epochs=6 # top-6 LoRA
 
-Arguments are ``key=value``: K, epochs, lr, bs, maxtok, fields, r, nval, hint (the match line), threads, data.
+Arguments are ``key=value``: model (``teacher.model``), K, epochs, lr, bs, maxtok, fields, r, nval, hint (the match line), threads, data,
+evalset (``val``, the default, or ``logs``: a fixed sample of ``nval`` log pairs).
 An exploration script (it swaps the model's layer list to run the top layers alone), kept to reproduce figures.
 """
 # ruff: noqa
@@ -29,11 +30,15 @@ K = int(args.get("K", 6)); r = int(args.get("r", 16)); nval = int(args.get("nval
 torch.manual_seed(0); torch.set_num_threads(int(args.get("threads", 2)))
 cfg = load_config(profile="demo")
 sp = split_pairs(load_pairs(args.get("data", "synthetic:3000")), cfg.data)
+if "model" in args:  # another base, e.g. a saved Gemma 3 270M directory
+    cfg.teacher.model = args["model"]
 tok, model, meta = load_for_step(None, cfg)
 ls = get_label_set(cfg.data.label_set)
 pb = PromptBuilder(tok, ls, fields, maxtok, 400)
 groups = class_first_tokens(tok, ls)
-seed = list(sp.seed); val = list(sp.val)[:nval]
+seed = list(sp.seed)
+# evalset=logs scores a fixed sample of the log pairs (more queries than ESCI's 9 validation queries)
+val = random.Random(0).sample(list(sp.logs), nval) if args.get("evalset") == "logs" else list(sp.val)[:nval]
 L = model.config.num_hidden_layers
 from distillery.teacher.matching import match_line
 HINT = args.get("hint", "0") == "1"
@@ -69,7 +74,7 @@ def trunk(ps, name):
     return outs
 cs = trunk(seed, "seed"); cv = trunk(val, "val")
 print(f"trunk pass {time.time()-t0:.0f}s for {len(seed)+len(val)} prompts ({(time.time()-t0)/(len(seed)+len(val)):.3f} s/ex)", flush=True)
-ys = torch.tensor([ls.classes.index(p.label) for p in seed]); yv = [ls.classes.index(p.label) for p in val]
+ys = torch.tensor([ls.index(p.label) for p in seed]); yv = [ls.index(p.label) for p in val]  # maps ESCI's E/S/C/I
 if K == 0:
     Xs = torch.cat([o[0] for o in cs]).numpy(); Xv = torch.cat([o[0] for o in cv]).numpy()
     for C in (0.01, 0.1, 1.0, 10.0):
