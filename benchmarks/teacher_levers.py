@@ -41,6 +41,8 @@ from distillery.teacher.trainers import seed_pairs  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="the SFT teacher's directory")
+    ap.add_argument("--teacher", help="score this teacher directory (e.g. a pipeline's sft output) instead of "
+                    "training one; --out is then unused and the held pairs follow the same --set")
     ap.add_argument("--data", default="synthetic:3000")
     ap.add_argument("--profile", default="demo")
     ap.add_argument("--val-pairs", type=int, default=192, help="the first N validation pairs score the teacher")
@@ -54,11 +56,15 @@ def main() -> None:
     used = {(p.query_id, p.item_id) for p in seed}
     unused = [p for p in splits.seed if p.label is not None and (p.query_id, p.item_id) not in used]
     held = random.Random(5).sample(unused, min(args.held_pairs, len(unused)))
-    start = time.perf_counter()
-    summary = run_sft(seed, cfg, args.out)
-    sft_s = time.perf_counter() - start
-    teacher = open_teacher(args.out, cfg)
-    row = {"set": args.set, "sft_s": round(sft_s), "examples": summary["examples"], "loss_last": summary["loss_last"]}
+    row: dict = {"set": args.set}
+    if args.teacher:
+        row["teacher"] = args.teacher
+    else:
+        start = time.perf_counter()
+        summary = run_sft(seed, cfg, args.out)
+        row.update(sft_s=round(time.perf_counter() - start), examples=summary["examples"],
+                   loss_last=summary["loss_last"])
+    teacher = open_teacher(args.teacher or args.out, cfg)
     for name, pairs in (("val", splits.val[:args.val_pairs]), ("held", held)):
         if not pairs:  # a cap that takes every seed pair leaves none unused
             continue
