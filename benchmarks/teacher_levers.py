@@ -48,6 +48,10 @@ def main() -> None:
     ap.add_argument("--val-pairs", type=int, default=192, help="the first N validation pairs score the teacher")
     ap.add_argument("--held-pairs", type=int, default=96,
                     help="N labelled seed pairs SFT did not use (other items of its queries) score it too")
+    ap.add_argument("--log-pairs", type=int, default=0,
+                    help="N log pairs (a fixed random sample, scored against their hidden human labels): many "
+                         "more queries than ESCI's validation split; the same sample as teacher_label_probe.py's "
+                         "evalset=logs")
     ap.add_argument("--set", action="append", default=[])
     args = ap.parse_args()
     cfg = load_config(args.profile, overrides=parse_overrides(args.set))
@@ -65,7 +69,8 @@ def main() -> None:
         row.update(sft_s=round(time.perf_counter() - start), examples=summary["examples"],
                    loss_last=summary["loss_last"])
     teacher = open_teacher(args.teacher or args.out, cfg)
-    for name, pairs in (("val", splits.val[:args.val_pairs]), ("held", held)):
+    logs = random.Random(0).sample(splits.logs, min(args.log_pairs, len(splits.logs))) if args.log_pairs else []
+    for name, pairs in (("val", splits.val[:args.val_pairs]), ("held", held), ("logs", logs)):
         if not pairs:  # a cap that takes every seed pair leaves none unused
             continue
         answers = teacher.answer(pairs, progress=True)
