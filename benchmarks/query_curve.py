@@ -60,7 +60,8 @@ def main() -> None:
             added = set(pool[:m])
             train = splits.seed + [p for p in splits.logs if p.query_id in added]
             model = LexicalModel(cfg.lexical, list(ls.classes)).fit(train, ls)
-            scores[m].append(f1_score(truth, model.predict_proba(eval_pairs).argmax(-1), average="macro"))
+            scores[m].append(f1_score(truth, model.predict_proba(eval_pairs).argmax(-1), average="macro",
+                                      labels=list(range(ls.num_classes)), zero_division=0))
     print(f"| labelled queries (seed {seed_queries} + log) | macro-F1 on {args.eval_queries} held-out log queries, "
           f"mean ± sd over {args.draws} draws |")
     print("|---|---|")

@@ -40,9 +40,9 @@ from distillery.teacher.trainers import seed_pairs  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True, help="the SFT teacher's directory")
+    ap.add_argument("--out", help="the SFT teacher's directory (required unless --teacher)")
     ap.add_argument("--teacher", help="score this teacher directory (e.g. a pipeline's sft output) instead of "
-                    "training one; --out is then unused and the held pairs follow the same --set")
+                    "training one; the held pairs are those the same --set leaves unused")
     ap.add_argument("--data", default="synthetic:3000")
     ap.add_argument("--profile", default="demo")
     ap.add_argument("--val-pairs", type=int, default=192, help="the first N validation pairs score the teacher")
@@ -54,6 +54,8 @@ def main() -> None:
                          "evalset=logs")
     ap.add_argument("--set", action="append", default=[])
     args = ap.parse_args()
+    if not (args.out or args.teacher):
+        ap.error("give --out (train a teacher there) or --teacher (score an existing one)")
     cfg = load_config(args.profile, overrides=parse_overrides(args.set))
     splits = split_pairs(load_pairs(args.data), cfg.data)
     seed = seed_pairs(splits, cfg)[0]
@@ -63,6 +65,10 @@ def main() -> None:
     row: dict = {"set": args.set}
     if args.teacher:
         row["teacher"] = args.teacher
+        trained = Path(args.teacher, "sft_summary.json")
+        if trained.is_file() and (n := json.loads(trained.read_text()).get("examples")) != len(seed):
+            print(f"warning: {args.teacher} trained on {n} SFT examples, these settings pick {len(seed)} seed pairs: "
+                  "its 'held' pairs may include pairs it trained on", file=sys.stderr)
     else:
         start = time.perf_counter()
         summary = run_sft(seed, cfg, args.out)
@@ -75,7 +81,7 @@ def main() -> None:
             continue
         answers = teacher.answer(pairs, progress=True)
         ls = teacher.label_set
-        pred: list[int | None] = [ls.classes.index(a.label) for a in answers]
+        pred: list[int | None] = [None if a.label is None else ls.classes.index(a.label) for a in answers]
         # Pairs whose match line lacks no query word: Exact unless the label is noisy; the one case a teacher
         # that copies its evidence cannot get wrong.
         whole = [a for p, a in zip(pairs, answers, strict=True) if not needs(p)[1]]
