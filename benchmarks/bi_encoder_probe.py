@@ -54,11 +54,14 @@ def main() -> None:
     tokenizer, encoder = AutoTokenizer.from_pretrained(minilm_path()), AutoModel.from_pretrained(minilm_path()).eval()
     plans = ([(f"fold {f.index}", f.splits) for f in query_folds(pairs, cfg.data, a.folds)] if a.folds
              else [("test split", split_pairs(pairs, cfg.data))])
+    # The encoder is frozen, so a pair's cosines are the same in every fold: embed each pair once, not per fold.
+    keys = [(p.query_id, p.item_id) for p in pairs]
+    cos = dict(zip(keys, cosines(encoder, tokenizer, pairs, cfg.student.item_fields), strict=True))
     scores: dict[str, list[float]] = {}
     for where, splits in plans:
         train, test = splits.train, splits.test
         y_train, y_test = np.array(label_indices(train, labels)), np.array(label_indices(test, labels))
-        cos_train, cos_test = (cosines(encoder, tokenizer, p, cfg.student.item_fields) for p in (train, test))
+        cos_train, cos_test = (np.array([cos[(p.query_id, p.item_id)] for p in part]) for part in (train, test))
         lexical = LexicalModel(cfg.lexical, list(labels.classes)).fit(train, labels)
         lex_train, lex_test = lexical.features(train), lexical.features(test)
         print(f"{where}: train {len(train)} pairs, test {len(test)} pairs (held-out queries)", flush=True)
